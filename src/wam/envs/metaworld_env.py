@@ -1,0 +1,125 @@
+"""A Meta-World v3 task as a seeded, multi-camera environment with fast offscreen rendering.
+
+Observation of one step (unbatched):
+    observation.images.<cam>      uint8 (H, W, 3), flipped upright for the corner cameras
+    observation.state             float32 (4,)  hand xyz + gripper opening (obs[:4])
+    observation.environment_state float32 (39,) the full Meta-World observation (privileged:
+                                  object poses and goal; the scripted expert reads it)
+
+Seeds: `reset(seed)` seeds Meta-World's own sampler of object and goal positions, so every
+seed is a distinct, reproducible initial state (not one of MT1's 50 fixed tasks).
+Rendering: shadows, reflections and multisampling are off unless `fast_render=False`
+(about 7x faster on a CPU); `corner2` is moved to the ecosystem's common view.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from wam.envs.metaworld_tasks import INSTRUCTIONS, resolve_cameras, resolve_tasks
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+CORNER2_POS = (0.75, 0.075, 0.7)  # the position LeRobot/TD-MPC2 and others use for `corner2`
+FLIPPED_CAMERAS = frozenset({"corner", "corner2", "corner3", "corner4"})
+MAX_STEPS = 500  # Meta-World's standard horizon
+
+
+class MetaWorldEnv:
+    """One Meta-World task with seeded resets and any set of cameras."""
+
+    def __init__(
+        self,
+        task: str,
+        cameras: tuple[str, ...] | list[str] = ("corner2",),
+        image_size: int = 96,
+        fast_render: bool = True,
+        max_steps: int = MAX_STEPS,
+    ) -> None:
+        import metaworld  # noqa: F401  (registers the envs; imported lazily: pulls MuJoCo)
+        import mujoco
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        (self.task,) = resolve_tasks([task])
+        self.cameras = tuple(resolve_cameras(list(cameras)))
+        if not 32 <= image_size <= 512:
+            raise ValueError(f"image_size {image_size} is out of range: use a square size from 32 to 512.")
+        self.image_size = image_size
+        self.max_steps = max_steps
+        self.instruction = INSTRUCTIONS[self.task]
+
+        env = ALL_V3_ENVIRONMENTS[self.task]()
+        # A benchmark task makes the goal observable (as in MT1/MT10); we then unfreeze the
+        # random vector so that each seeded reset samples its own object and goal positions.
+        benchmark = metaworld.MT1(self.task, seed=0)
+        env.set_task(benchmark.train_tasks[0])
+        env._freeze_rand_vec = False
+        model = env.model
+        cam_names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(model.ncam)]
+        model.cam_pos[cam_names.index("corner2")] = CORNER2_POS
+        if fast_render:
+            model.vis.quality.shadowsize = 0
+            model.vis.quality.offsamples = 0
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, image_size)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, image_size)
+        self._env = env
+        self._mujoco = mujoco
+        self._renderer = mujoco.Renderer(model, height=image_size, width=image_size)
+        if fast_render:
+            flags = self._renderer.scene.flags
+            flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+            flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+            flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
+        self._steps = 0
+        self._last_obs: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ rendering
+    def render(self) -> dict[str, np.ndarray]:
+        """Each camera's RGB image, uint8 (H, W, 3), upright."""
+        images = {}
+        for cam in self.cameras:
+            self._renderer.update_scene(self._env.data, camera=cam)
+            img = self._renderer.render()  # (H, W, 3) uint8
+            if cam in FLIPPED_CAMERAS:
+                img = img[::-1, ::-1]
+            images[cam] = np.ascontiguousarray(img)
+        return images
+
+    def _observation(self, raw: np.ndarray) -> dict[str, Any]:
+        obs: dict[str, Any] = {f"observation.images.{c}": img for c, img in self.render().items()}
+        obs["observation.state"] = raw[:4].astype(np.float32)
+        obs["observation.environment_state"] = raw.astype(np.float32)
+        obs["task"] = self.instruction
+        obs["task_name"] = self.task
+        return obs
+
+    # ------------------------------------------------------------------ gym-like API
+    def reset(self, seed: int) -> dict[str, Any]:
+        self._env.seed(int(seed))
+        raw, _ = self._env.reset()
+        self._steps = 0
+        self._last_obs = raw
+        return self._observation(raw)
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        """Returns (obs, reward, success, done, info); done at success-independent horizon end."""
+        action = np.clip(np.asarray(action, dtype=np.float64).reshape(4), -1.0, 1.0)
+        raw, reward, _, truncated, info = self._env.step(action)
+        self._steps += 1
+        self._last_obs = raw
+        success = bool(info.get("success", 0.0))
+        done = self._steps >= self.max_steps or bool(truncated)
+        return self._observation(raw), float(reward), success, done, info
+
+    @property
+    def raw_observation(self) -> np.ndarray:
+        if self._last_obs is None:
+            raise RuntimeError("Call reset(seed) before reading the observation.")
+        return self._last_obs
+
+    def close(self) -> None:
+        self._renderer.close()
+        self._env.close()
