@@ -1,0 +1,5 @@
+"""`python -m wam` runs the CLI."""
+
+from wam.cli import main
+
+main()

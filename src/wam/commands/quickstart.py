@@ -1,0 +1,30 @@
+"""`wam quickstart`."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("quickstart")
+    def quickstart(
+        out: str = typer.Option("wam_quickstart", help="Output folder; a second run reuses finished stages."),
+        tasks: str = typer.Option(
+            "reach-v3,drawer-close-v3,button-press-topdown-v3", help="Meta-World tasks (comma list, MT10)."
+        ),
+        episodes: int = typer.Option(30, help="Expert demonstrations per task."),
+        eval_episodes: int = typer.Option(20, help="Held-out evaluation episodes per task."),
+        workers: int = typer.Option(2, help="Simulator worker processes."),
+    ) -> None:
+        """Collect Meta-World demos, evaluate on held-out seeds, print one table (CPU, minutes)."""
+        from wam.envs.metaworld_tasks import resolve_tasks
+        from wam.quickstart import QuickstartConfig, print_summary, run_quickstart
+
+        cfg = QuickstartConfig(
+            out=out,
+            tasks=tuple(resolve_tasks(tasks)),
+            episodes=episodes,
+            eval_episodes=eval_episodes,
+            workers=workers,
+        )
+        print_summary(run_quickstart(cfg))
