@@ -7,13 +7,17 @@ Observation of one step (unbatched):
                                   object poses and goal; the scripted expert reads it)
 
 Seeds: `reset(seed)` seeds Meta-World's own sampler of object and goal positions, so every
-seed is a distinct, reproducible initial state (not one of MT1's 50 fixed tasks).
+seed is a distinct, reproducible initial state (not one of MT1's 50 fixed tasks) whatever the
+env did before. (Meta-World draws from the global numpy RNG unless `seeded_rand_vec` is set.)
 Rendering: shadows, reflections and multisampling are off unless `fast_render=False`
-(about 7x faster on a CPU); `corner2` is moved to the ecosystem's common view.
+(about 7x faster on a CPU); `corner2` is moved to the ecosystem's common view. The renderer
+(an EGL context) is created on the first render, and `reset`/`step` take `render=False` to skip
+the images, so an env that never renders costs no GL resources.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -26,6 +30,15 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 CORNER2_POS = (0.75, 0.075, 0.7)  # the position LeRobot/TD-MPC2 and others use for `corner2`
 FLIPPED_CAMERAS = frozenset({"corner", "corner2", "corner3", "corner4"})
 MAX_STEPS = 500  # Meta-World's standard horizon
+CONTROL_FPS = 80  # control rate 1 / env.dt: frame_skip 5 x MuJoCo timestep 0.0025 s = 12.5 ms
+
+
+@functools.cache
+def _benchmark_task(task: str) -> Any:
+    """MT1's first train task of `task` (building MT1 costs ~0.6 s: cached per process)."""
+    import metaworld
+
+    return metaworld.MT1(task, seed=0).train_tasks[0]
 
 
 class MetaWorldEnv:
@@ -54,9 +67,9 @@ class MetaWorldEnv:
         env = ALL_V3_ENVIRONMENTS[self.task]()
         # A benchmark task makes the goal observable (as in MT1/MT10); we then unfreeze the
         # random vector so that each seeded reset samples its own object and goal positions.
-        benchmark = metaworld.MT1(self.task, seed=0)
-        env.set_task(benchmark.train_tasks[0])
+        env.set_task(_benchmark_task(self.task))
         env._freeze_rand_vec = False
+        env.seeded_rand_vec = True  # draw positions from the env's seeded RNG, not np.random
         model = env.model
         cam_names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(model.ncam)]
         model.cam_pos[cam_names.index("corner2")] = CORNER2_POS
@@ -65,31 +78,40 @@ class MetaWorldEnv:
             model.vis.quality.offsamples = 0
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, image_size)
         model.vis.global_.offheight = max(model.vis.global_.offheight, image_size)
+        self.fast_render = fast_render
         self._env = env
         self._mujoco = mujoco
-        self._renderer = mujoco.Renderer(model, height=image_size, width=image_size)
-        if fast_render:
-            flags = self._renderer.scene.flags
-            flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-            flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-            flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
+        self._renderer: Any = None  # created on the first render
         self._steps = 0
         self._last_obs: np.ndarray | None = None
 
     # ------------------------------------------------------------------ rendering
+    def _get_renderer(self) -> Any:
+        if self._renderer is None:
+            mujoco = self._mujoco
+            self._renderer = mujoco.Renderer(self._env.model, height=self.image_size, width=self.image_size)
+            if self.fast_render:
+                flags = self._renderer.scene.flags
+                flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+                flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+                flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
+        return self._renderer
+
     def render(self) -> dict[str, np.ndarray]:
         """Each camera's RGB image, uint8 (H, W, 3), upright."""
+        renderer = self._get_renderer()
         images = {}
         for cam in self.cameras:
-            self._renderer.update_scene(self._env.data, camera=cam)
-            img = self._renderer.render()  # (H, W, 3) uint8
+            renderer.update_scene(self._env.data, camera=cam)
+            img = renderer.render()  # (H, W, 3) uint8
             if cam in FLIPPED_CAMERAS:
                 img = img[::-1, ::-1]
             images[cam] = np.ascontiguousarray(img)
         return images
 
-    def _observation(self, raw: np.ndarray) -> dict[str, Any]:
-        obs: dict[str, Any] = {f"observation.images.{c}": img for c, img in self.render().items()}
+    def _observation(self, raw: np.ndarray, render: bool = True) -> dict[str, Any]:
+        images = self.render() if render else {}
+        obs: dict[str, Any] = {f"observation.images.{c}": img for c, img in images.items()}
         obs["observation.state"] = raw[:4].astype(np.float32)
         obs["observation.environment_state"] = raw.astype(np.float32)
         obs["task"] = self.instruction
@@ -97,14 +119,17 @@ class MetaWorldEnv:
         return obs
 
     # ------------------------------------------------------------------ gym-like API
-    def reset(self, seed: int) -> dict[str, Any]:
+    def reset(self, seed: int, render: bool = True) -> dict[str, Any]:
+        """The first observation of the episode of `seed` (without images when `render=False`)."""
         self._env.seed(int(seed))
         raw, _ = self._env.reset()
         self._steps = 0
         self._last_obs = raw
-        return self._observation(raw)
+        return self._observation(raw, render)
 
-    def step(self, action: np.ndarray) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+    def step(
+        self, action: np.ndarray, render: bool = True
+    ) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         """Returns (obs, reward, success, done, info); done at success-independent horizon end."""
         action = np.clip(np.asarray(action, dtype=np.float64).reshape(4), -1.0, 1.0)
         raw, reward, _, truncated, info = self._env.step(action)
@@ -112,7 +137,7 @@ class MetaWorldEnv:
         self._last_obs = raw
         success = bool(info.get("success", 0.0))
         done = self._steps >= self.max_steps or bool(truncated)
-        return self._observation(raw), float(reward), success, done, info
+        return self._observation(raw, render), float(reward), success, done, info
 
     @property
     def raw_observation(self) -> np.ndarray:
@@ -121,5 +146,7 @@ class MetaWorldEnv:
         return self._last_obs
 
     def close(self) -> None:
-        self._renderer.close()
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
         self._env.close()

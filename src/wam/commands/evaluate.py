@@ -1,0 +1,43 @@
+"""`wam eval`: closed-loop success rates of a policy on held-out simulator episodes."""
+
+from __future__ import annotations
+
+import warnings
+
+import typer
+
+from wam.envs.seeds import EVAL_SEED_START
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_(
+        tasks: str = typer.Option(..., help="Meta-World tasks: a comma list of names, or MT10 / MT50."),
+        out: str = typer.Option(..., help="Output directory for results.json and videos/."),
+        policy: str = typer.Option("expert", help="Policy: expert, random[:SEED] or zero."),
+        env: str = typer.Option("metaworld", help="Simulator."),
+        episodes: int = typer.Option(20, help="Episodes per task."),
+        workers: int = typer.Option(2, help="Simulator processes (0: run inline)."),
+        seed: int = typer.Option(EVAL_SEED_START, help="First seed (default: held out from collection)."),
+        videos: int = typer.Option(2, help="Videos recorded per task (the first episodes)."),
+        max_steps: int = typer.Option(500, help="Episode horizon."),
+        batch_size: int = typer.Option(0, help="Envs per lockstep batch (0: all episodes of a task, <= 50)."),
+    ) -> None:
+        """Evaluate a policy on Meta-World; writes results.json and videos, prints a table."""
+        from wam.envs.evaluator import evaluate
+        from wam.policies.factory import load_policy
+
+        warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
+        evaluate(
+            load_policy(policy),
+            env=env,
+            tasks=tasks,
+            episodes=episodes,
+            seed=seed,
+            workers=workers,
+            max_steps=max_steps,
+            videos_per_task=videos,
+            out=out,
+            batch_size=batch_size or None,
+        )
+        typer.echo(f"results: {out}/results.json")

@@ -1,0 +1,78 @@
+"""Turn a `--policy` string into a `Policy`: the one place the CLI resolves policies.
+
+A spec is tried against an ordered list of resolvers; the first that claims it builds the
+policy. Today's resolvers cover the policies without learning:
+
+    expert          Meta-World's scripted expert (reads the privileged environment state)
+    random[:SEED]   uniform random actions in [-1, 1], seeded (default seed 0)
+    zero            all-zero actions
+
+Extending: trained checkpoints (a directory with `config.json`) and remote policy servers
+(`ws://` / `wss://` URLs) are added by registering a resolver with `register_resolver`, ahead of
+the builtin names, so nothing here imports torch or a network client.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from pathlib import Path
+
+from wam.policies.base import Policy
+
+Resolver = tuple[Callable[[str], bool], Callable[[str], Policy]]  # (claims(spec), build(spec))
+
+
+def _expert(arg: str | None) -> Policy:
+    from wam.policies.scripted import ExpertPolicy
+
+    if arg:
+        raise ValueError(f"The expert takes no argument, got 'expert:{arg}': use --policy expert.")
+    return ExpertPolicy()
+
+
+def _random(arg: str | None) -> Policy:
+    from wam.policies.scripted import RandomPolicy
+
+    try:
+        seed = int(arg) if arg else 0
+    except ValueError:
+        raise ValueError(f"Bad random-policy seed '{arg}': use random or random:<integer>.") from None
+    return RandomPolicy(seed=seed)
+
+
+def _zero(arg: str | None) -> Policy:
+    from wam.policies.scripted import RandomPolicy
+
+    if arg:
+        raise ValueError(f"The zero policy takes no argument, got 'zero:{arg}': use --policy zero.")
+    return RandomPolicy(zero=True)
+
+
+BUILTIN: dict[str, Callable[[str | None], Policy]] = {"expert": _expert, "random": _random, "zero": _zero}
+
+_RESOLVERS: list[Resolver] = []
+
+
+def register_resolver(claims: Callable[[str], bool], build: Callable[[str], Policy]) -> None:
+    """Add a resolver tried before the builtin names (e.g. checkpoint dirs, ws:// URLs)."""
+    _RESOLVERS.append((claims, build))
+
+
+def load_policy(spec: str) -> Policy:
+    """The policy named by `spec` (see the module docstring for the accepted forms)."""
+    spec = spec.strip()
+    for claims, build in _RESOLVERS:
+        if claims(spec):
+            return build(spec)
+    name, _, arg = spec.partition(":")
+    if name in BUILTIN:
+        return BUILTIN[name](arg or None)
+    names = ", ".join(BUILTIN)
+    if spec.startswith(("ws://", "wss://")):
+        raise ValueError(f"Policy servers ('{spec}') are not supported by this version: use one of {names}.")
+    if Path(spec).exists():
+        raise ValueError(f"'{spec}' is a path, but checkpoints cannot be loaded yet: use one of {names}.")
+    close = difflib.get_close_matches(name, list(BUILTIN), n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]}?" if close else f"use one of {names}."
+    raise ValueError(f"Unknown policy '{spec}': {hint}")
