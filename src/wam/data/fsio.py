@@ -1,0 +1,78 @@
+"""Crash-safe file writes: write to a temporary name in the same folder, fsync, then rename.
+
+`os.replace` within one filesystem is atomic, so a reader (or a resumed writer) sees either the
+old file or the whole new one, never a torn write. Temporary names are hidden and end in
+`TMP_SUFFIX` so that a crashed run's leftovers can be recognised and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+TMP_SUFFIX = ".wamtmp"
+
+
+def temp_path_for(path: Path) -> Path:
+    """A unique hidden temporary sibling of `path`.
+
+    It does not keep the extension on purpose: globs such as LeRobot's `data/*/*.parquet` must
+    not pick up a leftover temporary file (writers that need a format name pass it explicitly).
+    """
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+
+
+def is_temp_path(path: Path) -> bool:
+    """True for hidden names holding TMP_SUFFIX, as `temp_path_for` makes (leftovers of a crash)."""
+    return path.name.startswith(".") and TMP_SUFFIX in path.name
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a folder's) content to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` to produce the file under a temporary name, then rename it to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        write(tmp)
+        fsync_path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    fsync_path(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a UTF-8 text file atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON the way LeRobot does (indent 4, UTF-8 kept as is), atomically."""
+    atomic_write_text(path, json.dumps(data, indent=4, ensure_ascii=False))
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def iter_temp_files(root: Path) -> Iterator[Path]:
+    """Every leftover temporary file under `root` (recursively)."""
+    for path in root.rglob(f"*{TMP_SUFFIX}*"):
+        if path.is_file() and is_temp_path(path):
+            yield path
