@@ -1,0 +1,215 @@
+"""The typed configs every experiment is made of: `PolicyConfig`, `TrainConfig`, `ExperimentConfig`.
+
+Design:
+- Every config is a plain dataclass with a one-line comment per field; `__post_init__` checks the
+  values and raises a ValueError that says how to fix them. No untyped hyperparameter dicts.
+- `PolicyConfig` holds what every policy shares (cameras, image size, chunking, normalisation,
+  text encoder). A policy package subclasses it, sets its own `type` tag and `policy_class`
+  (the "module:Class" path of its torch model, imported only when a model is built), and
+  registers it with `wam.configs.registry.register_policy_config`.
+- The config also declares what the policy reads from a dataset (`image_keys`,
+  `delta_timestamps(fps)`), so the training loop builds the dataset without importing the model.
+- Dataset-derived fields (`action_dim`, `state_dim`, `image_size`, `tasks`) may start as None /
+  empty and are then filled
+  in by the trainer before the model is built; the saved `config.json` holds the concrete values.
+
+This module imports no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+NORM_MODES = ("identity", "mean_std", "min_max", "quantile")
+TEXT_ENCODERS = ("learned", "minilm", "umt5")
+MIXED_PRECISION = ("no", "bf16")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not valid: use one of {', '.join(choices)}.")
+
+
+@dataclass
+class NormalizationConfig:
+    """How each feature group is normalised before it reaches the network (stats from the dataset).
+
+    mean_std: (x - mean) / std; min_max: [min, max] -> [-1, 1]; quantile: [q01, q99] -> [-1, 1];
+    identity: untouched. Images are always scaled from [0, 1] to [-1, 1] inside the policy.
+    """
+
+    state: str = "mean_std"  # observation.state
+    action: str = "mean_std"  # action (the network predicts normalised actions; outputs are unnormalised)
+
+    def __post_init__(self) -> None:
+        _check_choice("policy.normalization.state", self.state, NORM_MODES)
+        _check_choice("policy.normalization.action", self.action, NORM_MODES)
+
+
+@dataclass
+class PolicyConfig:
+    """What every trainable policy shares. Subclass it per policy; set `type` and `policy_class`."""
+
+    #: "module:Class" of the torch policy built from this config (imported lazily)
+    policy_class: ClassVar[str] = ""
+
+    type: str = ""  # type tag selecting the config class through the registry
+    cameras: tuple[str, ...] = ("corner2",)  # cameras read, as `observation.images.<cam>`
+    image_size: int | None = 64  # square image size the policy reads (None = the dataset's; else must match)
+    n_obs_steps: int = 1  # observation frames fed to the policy (1 = the current frame only)
+    chunk_size: int = 16  # actions predicted per chunk (H)
+    n_action_steps: int = 8  # actions executed from each chunk before replanning
+    action_dim: int | None = None  # action dimension A (None = read from the dataset)
+    state_dim: int | None = None  # proprioception dimension S (None = read from the dataset; 0 = no state)
+    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)  # per feature group
+    text_encoder: str = "learned"  # instruction encoder: learned per-task embedding, minilm or umt5
+    tasks: tuple[str, ...] = ()  # instructions known to a learned text encoder (filled from the dataset)
+
+    def __post_init__(self) -> None:
+        if not self.type:
+            raise ValueError(
+                "PolicyConfig.type is empty: use a registered policy config such as BaselineConfig."
+            )
+        if not self.cameras:
+            raise ValueError(
+                "policy.cameras is empty: give at least one camera, e.g. policy.cameras=corner2."
+            )
+        if self.image_size is not None and not 16 <= self.image_size <= 1024:
+            raise ValueError(f"policy.image_size={self.image_size} is out of range: use 16 to 1024 pixels.")
+        if self.n_obs_steps < 1:
+            raise ValueError("policy.n_obs_steps must be at least 1 (1 = the current frame only).")
+        if self.chunk_size < 1:
+            raise ValueError("policy.chunk_size must be at least 1.")
+        if not 1 <= self.n_action_steps <= self.chunk_size:
+            raise ValueError(
+                f"policy.n_action_steps={self.n_action_steps} must be between 1 and "
+                f"chunk_size={self.chunk_size}."
+            )
+        if self.action_dim is not None and self.action_dim < 1:
+            raise ValueError("policy.action_dim must be at least 1, or None to read it from the dataset.")
+        if self.state_dim is not None and self.state_dim < 0:
+            raise ValueError(
+                "policy.state_dim must be 0 (no state), positive, or None to read it from the dataset."
+            )
+        _check_choice("policy.text_encoder", self.text_encoder, TEXT_ENCODERS)
+
+    # ------------------------------------------------------------------ what the policy reads
+    @property
+    def image_keys(self) -> tuple[str, ...]:
+        """Dataset keys of the camera images this policy reads."""
+        return tuple(f"observation.images.{cam}" for cam in self.cameras)
+
+    def observation_offsets(self) -> list[int]:
+        """Frame offsets of the observations, relative to the current frame (0 = now)."""
+        return list(range(1 - self.n_obs_steps, 1))
+
+    def action_offsets(self) -> list[int]:
+        """Frame offsets of the action chunk (0 = the action taken at the current frame)."""
+        return list(range(self.chunk_size))
+
+    def delta_timestamps(self, fps: float) -> dict[str, list[float]]:
+        """LeRobot `delta_timestamps` (seconds) for a dataset recorded at `fps`."""
+        obs = [i / fps for i in self.observation_offsets()]
+        deltas: dict[str, list[float]] = {key: obs for key in self.image_keys}
+        if self.state_dim != 0:
+            deltas["observation.state"] = obs
+        deltas["action"] = [i / fps for i in self.action_offsets()]
+        return deltas
+
+    @property
+    def is_resolved(self) -> bool:
+        """True once the dataset-derived dimensions are known."""
+        return self.action_dim is not None and self.state_dim is not None and self.image_size is not None
+
+
+@dataclass
+class TrainConfig:
+    """The step-based training loop's settings (shared by every policy).
+
+    `cpu_threads` defaults to 1 because on a CPU that other processes (data workers, simulators,
+    other jobs) also use, torch's default of one thread per core makes small models many times
+    slower (measured 45x on a busy 2-core machine: benchmarks/results/train_throughput.json).
+    """
+
+    steps: int = 3000  # optimizer steps in total (the cosine schedule spans them)
+    batch_size: int = 32  # samples per optimizer step, summed over processes and accumulation
+    grad_accum: int = 1  # micro-batches accumulated per optimizer step
+    lr: float = 3e-4  # peak learning rate (AdamW)
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
+    weight_decay: float = 0.01  # AdamW weight decay (not applied to biases, norms and embeddings)
+    warmup_steps: int = 100  # linear warmup from 0 to lr
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio (1.0 = constant lr after warmup)
+    grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
+    ema_decay: float | None = None  # EMA of weights used for eval and checkpoints (None = off)
+    mixed_precision: str = "no"  # "bf16": bf16 autocast on CUDA (ignored on a CPU)
+    seed: int = 0  # seeds weights, data order and any noise
+    num_workers: int = 2  # data-loading worker processes per training process
+    cpu_threads: int = 1  # torch threads per process on a CPU (0 = torch's default, one per core; see below)
+    episodes: tuple[int, ...] = ()  # dataset episodes to train on (empty = all)
+    log_every: int = 50  # steps between log lines (log.jsonl, progress bar, loss.png)
+    save_every: int = 1000  # steps between checkpoints (the last step is always saved)
+    keep_last: int = 2  # checkpoints kept on disk (older ones are deleted)
+    eval_every: int = 0  # steps between closed-loop evaluations (0 = off; Meta-World datasets only)
+    eval_episodes: int = 10  # evaluation episodes per task
+    eval_tasks: tuple[str, ...] = ()  # tasks to evaluate (empty = the dataset's tasks)
+    eval_workers: int = 1  # simulator worker processes for evaluation (0 = in the training process)
+    eval_max_steps: int = 500  # evaluation episode horizon (Meta-World's standard: 500)
+    find_unused_parameters: bool = False  # DDP flag for policies whose forward skips some weights
+    plot: bool = True  # refresh RUN/loss.png at log and save time
+
+    def __post_init__(self) -> None:
+        positive = (
+            "steps",
+            "batch_size",
+            "grad_accum",
+            "log_every",
+            "save_every",
+            "keep_last",
+            "eval_episodes",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name}={getattr(self, name)} must be at least 1.")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(
+                f"train.batch_size={self.batch_size} is not divisible by train.grad_accum={self.grad_accum}."
+            )
+        if self.lr <= 0:
+            raise ValueError(f"train.lr={self.lr} must be positive, e.g. train.lr=3e-4.")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"train.betas={self.betas} must be two numbers in [0, 1), e.g. 0.9,0.95.")
+        if self.weight_decay < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
+            raise ValueError("train.weight_decay, train.warmup_steps and train.grad_clip must be >= 0.")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"train.min_lr_ratio={self.min_lr_ratio} must be in [0, 1].")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(
+                f"train.ema_decay={self.ema_decay} must be in (0, 1), e.g. 0.999, or none to turn EMA off."
+            )
+        _check_choice("train.mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        if (
+            min(self.num_workers, self.eval_every, self.eval_workers, self.cpu_threads) < 0
+            or self.eval_max_steps < 1
+        ):
+            raise ValueError(
+                "train.num_workers, train.eval_every, train.eval_workers and train.cpu_threads must be >= 0, "
+                "train.eval_max_steps >= 1."
+            )
+
+
+@dataclass
+class ExperimentConfig:
+    """A policy and how to train it: what `wam train --preset NAME` runs and what a checkpoint keeps."""
+
+    policy: PolicyConfig  # the policy (a registered PolicyConfig subclass)
+    train: TrainConfig = field(default_factory=TrainConfig)  # the training loop
+    name: str = ""  # the preset this experiment came from (informational)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.policy, PolicyConfig):
+            raise ValueError(
+                "ExperimentConfig.policy must be a PolicyConfig subclass, e.g. BaselineConfig()."
+            )
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError("ExperimentConfig.train must be a TrainConfig.")

@@ -1,0 +1,213 @@
+"""The Fast-WAM policy: a Wan video DiT and an action DiT as a Mixture-of-Transformers (torch).
+
+Modules (B batch, C latent channels, F latent frames, H chunk, A action dim):
+    conditioning   instruction tokens + one proprioception token -> raw context (B, Lc, text_dim)
+    video          `WanDiT` (the Wan2.2-5B DiT for the published model): latents (B, C, F, h, w) ->
+                   tokens (B, Lv, Dv); per-frame timesteps: the current frame 0, the future frames t
+    action         `ActionDiT`: noisy actions (B, H, A) -> tokens (B, H, Da); its own timestep t_a
+The two stacks run layer by layer with one joint attention under the mask of `mask.py` (see
+`mot.py`); each stream has its own head: the video velocity (B, C, F, h, w) and the action velocity
+(B, H, A). The training losses of each variant live in `losses.py`, the samplers in `sampling.py`.
+
+Weights at build time (`stats` given: a fresh policy for training):
+    - `video_weights` set: the video DiT is built on the meta device and receives the pretrained
+      weights (original or diffusers layout);
+    - `action_init="interpolate"`: the action expert's shared weights are interpolated from the video
+      DiT's (`init.py`), as the authors initialise theirs; `"random"` keeps `ActionDiT.init_weights`.
+A policy rebuilt from a checkpoint (`stats=None`) skips both: the checkpoint holds every weight.
+
+Inference needs the current frame as latents: the cameras are resized, tiled and encoded by
+`policy.codec` (loaded on first use, not part of the weights), or an observation may carry
+`video.latents` directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wam.models.wan.model import Grid, WanDiT
+from wam.policies.base import Batch, Policy
+from wam.policies.fastwam.action_dit import ActionDiT
+from wam.policies.fastwam.conditioning import Conditioning
+from wam.policies.fastwam.configuration import FastWAMConfig
+from wam.policies.fastwam.init import interpolate_from_video
+from wam.policies.fastwam.mot import Stream, joint_forward
+from wam.policies.normalize import Normalize, Unnormalize
+from wam.training.latent_data import LATENTS_KEY  # (B, C, F, h, w) clip latents (F = 1 at inference)
+
+
+def frame_sigmas(sigma: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Noise levels (B,) -> per-frame levels (B, F): the current frame clean (0), the others sigma."""
+    levels = sigma[:, None].expand(-1, num_frames).clone()  # (B, F)
+    levels[:, 0] = 0.0
+    return levels
+
+
+class FastWAMPolicy(nn.Module, Policy):
+    """Fast-WAM and its variants behind the policy contract (see the module docstring)."""
+
+    name = "fastwam"
+
+    def __init__(self, config: FastWAMConfig, stats: Mapping[str, Mapping] | None = None) -> None:
+        nn.Module.__init__(self)
+        Policy.__init__(self)
+        if not config.is_resolved:
+            raise ValueError(
+                "FastWAMConfig.action_dim/state_dim are unset: build the policy through `wam train`."
+            )
+        self.config = cfg = config
+        self.cameras, self.image_size = tuple(cfg.cameras), cfg.image_size
+        self.chunk_size, self.n_action_steps = cfg.chunk_size, cfg.n_action_steps
+        self.action_dim, self.state_dim = int(cfg.action_dim), int(cfg.state_dim)  # type: ignore[arg-type]
+        norm = cfg.normalization
+        state_feats = {"observation.state": (self.state_dim, norm.state)} if self.state_dim else {}
+        self.normalize_inputs = Normalize(state_feats, stats)
+        self.normalize_targets = Normalize({"action": (self.action_dim, norm.action)}, stats)
+        self.unnormalize_outputs = Unnormalize({"action": (self.action_dim, norm.action)}, stats)
+
+        self.conditioning = Conditioning(cfg)
+        wan = cfg.video_config()
+        pretrained = stats is not None and cfg.video_weights is not None
+        self.video = WanDiT.from_config(wan, device="meta") if pretrained else WanDiT(wan)
+        if pretrained:
+            self.video.load_pretrained(cfg.video_weights, strict=True)  # type: ignore[arg-type]
+        self.action = ActionDiT(
+            self.action_dim,
+            cfg.action_width,
+            cfg.action_ffn_dim,
+            num_layers=wan.num_layers,
+            num_heads=wan.num_heads,
+            head_dim=wan.head_dim,
+            text_dim=cfg.context_dim,
+            freq_dim=wan.freq_dim,
+            eps=wan.eps,
+            rope_theta=wan.rope_theta,
+        )
+        if not cfg.uses_video_loss:  # nothing reads the video head: frozen (DDP needs no unused flag)
+            self.video.head.requires_grad_(False)
+        on_meta = self.action.action_encoder.weight.is_meta
+        if stats is not None and cfg.action_init == "interpolate" and not on_meta:
+            interpolate_from_video(self.action, self.video, cfg.alpha_scaling)
+        self._codec: list[Any] = []  # the latent codec, loaded on first use (kept out of the state dict)
+
+    # ------------------------------------------------------------------ streams
+    @property
+    def device(self) -> torch.device:
+        return self.action.action_encoder.weight.device
+
+    def context(self, batch: Batch) -> torch.Tensor:
+        """Raw cross-attention context (B, Lc, text_dim) of a normalised batch."""
+        return self.conditioning(batch["task"], batch.get("observation.state"), self.device)
+
+    def embed_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw context (B, Lc, text_dim) -> each stream's own embedding: (B, Lc, Dv), (B, Lc, Da)."""
+        return self.video.text_embed(context), self.action.text_embed(context)
+
+    def video_stream(
+        self, latents: torch.Tensor, sigmas: torch.Tensor, context_v: torch.Tensor
+    ) -> tuple[Stream, torch.Tensor, Grid]:
+        """Latents (B, C, F, h, w) at per-frame noise levels (B, F) -> the video Stream, t_emb, token grid."""
+        tokens, grid = self.video.patchify(latents)  # (B, Lv, Dv)
+        timesteps = self.config.video_flow.timesteps(sigmas)  # (B, F)
+        t_emb, t_mod = self.video.time_embed(timesteps, grid)  # (B, Lv|1, Dv), (B, Lv|1, 6, Dv)
+        return Stream(tokens, t_mod, context_v, self.video.rope_table(grid)), t_emb, grid
+
+    def action_stream(self, actions: torch.Tensor, sigma: torch.Tensor, context_a: torch.Tensor) -> Stream:
+        """Noisy actions (B, H, A) at noise levels (B,) -> the action Stream."""
+        tokens = self.action.embed_actions(actions)  # (B, H, Da)
+        _, t_mod = self.action.time_embed(self.config.action_flow.timesteps(sigma))  # (B, 1, 6, Da)
+        return Stream(tokens, t_mod, context_a, self.action.rope_table(actions.shape[1]))
+
+    def run_joint(self, streams: list[Stream], mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """[video stream, action stream] through both block stacks with joint attention."""
+        stacks = [self.video.blocks, self.action.blocks][: len(streams)]
+        return joint_forward(stacks, streams, mask, self.config.gradient_checkpointing)
+
+    def joint_velocity(
+        self,
+        latents: torch.Tensor,
+        sigmas: torch.Tensor,
+        actions: torch.Tensor,
+        action_sigma: torch.Tensor,
+        contexts: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The full uncached forward: velocities of the video (B, C, F, h, w) and the actions (B, H, A).
+
+        sigmas (B, F) per latent frame, action_sigma (B,); contexts from `embed_context`; mask
+        (Lv + La, Lv + La) from `mask.mot_mask`.
+        """
+        video, t_emb, grid = self.video_stream(latents, sigmas, contexts[0])
+        action = self.action_stream(actions, action_sigma, contexts[1])
+        xv, xa = self.run_joint([video, action], mask)  # (B, Lv, Dv), (B, H, Da)
+        return self.video.apply_head(xv, t_emb, grid), self.action.apply_head(xa)
+
+    # ------------------------------------------------------------------ the policy contract
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss on a dataset batch (with cached clip latents): see `losses.training_loss`."""
+        from wam.policies.fastwam.losses import training_loss
+
+        return training_loss(self, self.normalize_targets(self.normalize_inputs(batch)))
+
+    def _to_torch(self, obs: Batch) -> Batch:
+        out: Batch = {}
+        for key, value in obs.items():
+            if isinstance(value, np.ndarray):
+                value = torch.from_numpy(value)
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device)
+                if value.dtype == torch.uint8:
+                    value = value.float() / 255.0
+            out[key] = value
+        if isinstance(out.get("task"), str):
+            out["task"] = [out["task"]]
+        return out
+
+    def codec(self) -> Any:
+        """The latent codec of `policy.codec`, loaded on first use."""
+        if not self._codec:
+            if not self.config.codec:
+                raise ValueError(
+                    "policy.codec is unset: set it to the codec the training latents were cached with "
+                    "(a codec folder or wan2.2-vae), or pass 'video.latents' in the observation."
+                )
+            from wam.models.codecs import load_codec
+
+            self._codec.append(load_codec(self.config.codec, device=self.device))
+        return self._codec[0]
+
+    def current_latents(self, batch: Batch) -> torch.Tensor:
+        """Latents (B, C, 1, h, w) of the current frame: given in the batch, or encoded from the cameras."""
+        if LATENTS_KEY in batch:
+            return batch[LATENTS_KEY][:, :, :1].float().to(self.device)  # (B, C, 1, h, w)
+        from wam.data.latent_cache import resize_images, tile_cameras
+
+        views = []
+        for key in self.config.image_keys:
+            if key not in batch:
+                raise ValueError(
+                    f"The observation lacks '{key}': render the policy's cameras {self.cameras}."
+                )
+            img = batch[key].float()
+            views.append(resize_images(img[:, -1] if img.ndim == 5 else img, self.image_size))  # (B, 3, S, S)
+        frames = tile_cameras(views, self.config.tile_layout)[:, None]  # (B, 1, 3, H, W)
+        return self.codec().encode(frames).to(self.device)  # (B, C, 1, h, w)
+
+    def predict_normalized(self, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A normalised observation batch -> normalised action chunk (B, H, A), per the variant."""
+        from wam.policies.fastwam.sampling import sample_actions
+
+        return sample_actions(self, self.current_latents(batch), self.context(batch), generator)
+
+    def predict_action_chunk(self, obs: Batch) -> np.ndarray:
+        """(B, H, A) float32 actions for a batch of observations (numpy or torch)."""
+        with torch.inference_mode():
+            batch = self.normalize_inputs(self._to_torch(obs))
+            pred = self.predict_normalized(batch)  # (B, H, A) normalised
+            actions = self.unnormalize_outputs({"action": pred})["action"]  # (B, H, A)
+        return actions.float().cpu().numpy()

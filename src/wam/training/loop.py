@@ -1,0 +1,259 @@
+"""The one step-based training loop every policy uses (built on `accelerate`).
+
+`train(cfg, data, out)` runs `cfg.train.steps` optimiser steps of `policy.forward(batch) ->
+(loss, metrics)` for any registered policy. One process on a CPU; `accelerate launch` (or
+`torchrun`) with N processes gives data parallelism (DDP, gloo on CPUs / NCCL on GPUs).
+
+One optimiser step (`train_step`):
+    lr <- lr_at(step)                 warmup + cosine, a function of the step only
+    seed <- f(seed, step, rank)       noise, dropout... reproducible after a resume
+    for each of grad_accum micro-batches: loss, metrics = model(batch); backward(loss / accum)
+                                      (gradients are all-reduced on the last micro-batch only)
+    clip the global grad norm; AdamW step; EMA update
+Batches: every process reads its own micro-batches of the step's global batch (see
+`wam.training.data.StepBatchSampler`), so `batch_size` is the total per step.
+Precision: bf16 autocast (float32 weights) when `mixed_precision="bf16"` and CUDA is present.
+Around the steps: log.jsonl / loss.png / progress bar every `log_every` steps, checkpoints every
+`save_every` steps and at the end, closed-loop evaluation every `eval_every` steps (Meta-World).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wam.configs.base import ExperimentConfig, TrainConfig
+from wam.configs.registry import policy_class
+from wam.configs.serialize import to_dict
+from wam.policies.normalize import select_stats
+from wam.training import checkpoint as ckpt_io
+from wam.training.data import (
+    StepBatchSampler,
+    check_finite,
+    make_loader,
+    open_dataset,
+    to_device,
+)
+from wam.training.monitor import Progress, RunLog, plot_losses
+from wam.training.optim import EMA, build_optimizer, lr_at, set_lr
+
+
+@dataclass
+class TrainState:
+    """Everything one optimiser step reads and updates."""
+
+    policy: nn.Module  # the unwrapped policy (its weights, buffers and config)
+    model: nn.Module  # the same policy as prepared by accelerate (DDP-wrapped with several processes)
+    optimizer: torch.optim.Optimizer  # AdamW over the policy's trainable parameters
+    ema: EMA | None  # EMA of the trainable weights, or None
+    step: int = 0  # optimiser steps completed
+
+
+def make_accelerator(cfg: TrainConfig) -> Any:
+    """An Accelerator: CPU (with `cpu_threads` torch threads) or CUDA, bf16 autocast only on CUDA."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    cuda = torch.cuda.is_available()
+    if not cuda and cfg.cpu_threads:
+        torch.set_num_threads(cfg.cpu_threads)
+    precision = cfg.mixed_precision if cuda else "no"  # CPU bf16 autocast is slow and unvalidated here
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)
+    return Accelerator(cpu=not cuda, mixed_precision=precision, kwargs_handlers=[ddp])
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 9_176 + rank * 7_919) % (2**63 - 1)
+
+
+def train_step(
+    state: TrainState, micro_batches: list[dict[str, Any]], cfg: TrainConfig, accelerator: Any
+) -> dict:
+    """One optimiser step over `micro_batches` (this process's share); returns float metrics."""
+    state.model.train()
+    set_lr(state.optimizer, lr_at(state.step, cfg))
+    torch.manual_seed(_step_seed(cfg.seed, state.step, accelerator.process_index))
+    totals: dict[str, float] = {}
+    for i, batch in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        with nullcontext() if last else accelerator.no_sync(state.model), accelerator.autocast():
+            loss, metrics = state.model(batch)
+            if not torch.isfinite(loss):
+                raise ValueError(
+                    f"The loss is {loss.item()} at step {state.step + 1}: lower train.lr or check the data."
+                )
+            accelerator.backward(loss / len(micro_batches))
+        for key, value in {"loss": loss.item(), **metrics}.items():
+            totals[key] = totals.get(key, 0.0) + float(value) / len(micro_batches)
+    params = [p for p in state.policy.parameters() if p.requires_grad]
+    if cfg.grad_clip > 0:
+        grad_norm = accelerator.clip_grad_norm_(params, cfg.grad_clip)
+    else:
+        grads = [p.grad.norm() for p in params if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack(grads)) if grads else torch.zeros(())
+    state.optimizer.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.ema is not None:
+        state.ema.update(state.policy)
+    state.step += 1
+    return {**totals, "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm)}
+
+
+def _prepare_run_dir(out: Path, resume: bool, overwrite: bool, accelerator: Any) -> None:
+    if resume:
+        ckpt_io.resolve_checkpoint(out)  # one-line error when there is nothing to resume
+    elif out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"The run folder {out} exists: pass --resume to continue it or --overwrite."
+            )
+        if accelerator.is_main_process:
+            shutil.rmtree(out)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+
+
+def _build(cfg: ExperimentConfig, dataset: Any, accelerator: Any) -> tuple[TrainState, dict]:
+    """Policy (with the dataset's statistics), optimiser and EMA; seeded, so identical on all ranks."""
+    stats = select_stats(dataset.meta.stats, list(dataset.meta.stats))
+    torch.manual_seed(cfg.train.seed)
+    policy = policy_class(cfg.policy)(cfg.policy, stats=stats)
+    model = accelerator.prepare_model(policy)
+    policy = accelerator.unwrap_model(model)
+    optimizer = build_optimizer(policy, cfg.train)
+    ema = EMA(policy, cfg.train.ema_decay) if cfg.train.ema_decay else None
+    return TrainState(policy=policy, model=model, optimizer=optimizer, ema=ema), stats
+
+
+def _reduce_means(sums: dict[str, float], count: int, accelerator: Any) -> dict[str, float]:
+    keys = sorted(sums)
+    local = torch.tensor(
+        [sums[k] / max(count, 1) for k in keys], dtype=torch.float64, device=accelerator.device
+    )
+    return dict(zip(keys, accelerator.reduce(local, reduction="mean").tolist(), strict=True))
+
+
+class _Window:
+    """Metric sums and timing of the steps since the last log line (eval and save time excluded)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps, self.data_s, self.paused_s = 0, 0.0, 0.0
+        self.t0 = time.perf_counter()
+
+    def add(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.steps += 1
+
+    def record(self, step: int, batch_size: int, num_samples: int, accelerator: Any) -> dict[str, Any]:
+        elapsed = max(time.perf_counter() - self.t0 - self.paused_s, 1e-9)
+        return {
+            "step": step,
+            **_reduce_means(self.sums, self.steps, accelerator),
+            "samples_per_s": batch_size * self.steps / elapsed,
+            "data_time_frac": min(1.0, self.data_s / elapsed),
+            "epoch": step * batch_size / num_samples,
+            "time": time.time(),
+        }
+
+
+def _start_run(
+    cfg: ExperimentConfig, data: str | Path, out: Path, resume: bool, overwrite: bool, accelerator: Any
+) -> tuple[ExperimentConfig, TrainState, dict, Any, RunLog]:
+    """Run folder, dataset, policy and optimiser, restored from the last checkpoint when resuming."""
+    _prepare_run_dir(out, resume, overwrite, accelerator)
+    with accelerator.main_process_first():  # a missing latent cache is built once, by the main process
+        dataset, policy_cfg = open_dataset(cfg.policy, data, cfg.train.episodes)
+    cfg = ExperimentConfig(policy=policy_cfg, train=cfg.train, name=cfg.name)
+    state, stats = _build(cfg, dataset, accelerator)
+    log = RunLog(out / "log.jsonl")
+    if resume:
+        ckpt = ckpt_io.resolve_checkpoint(out)
+        state.step = int(ckpt_io.load_training_state(ckpt, state.policy, state.optimizer, state.ema)["step"])
+        stats = json.loads((ckpt / "stats.json").read_text())
+    if accelerator.is_main_process:
+        if resume:
+            log.truncate_after(state.step)
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+        (out / "run.json").write_text(json.dumps({"data": str(Path(data).resolve())}, indent=2) + "\n")
+    return cfg, state, stats, dataset, log
+
+
+def train(
+    cfg: ExperimentConfig,
+    data: str | Path,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train `cfg` on the dataset at `data` into the run folder `out`; returns a summary dict.
+
+    `resume` continues from `out`'s last checkpoint (exactly: same batches, same random state).
+    `stop_after` ends the run early at that step with a checkpoint, as an interruption would; the
+    schedule still spans `cfg.train.steps`.
+    """
+    from wam.training.evaluation import PeriodicEval
+
+    out, tc = Path(out), cfg.train
+    accelerator = make_accelerator(tc)
+    cfg, state, stats, dataset, log = _start_run(cfg, data, out, resume, overwrite, accelerator)
+    main = accelerator.is_main_process
+    end = min(tc.steps, stop_after or tc.steps)
+    sampler = StepBatchSampler(
+        len(dataset), tc, accelerator.process_index, accelerator.num_processes, state.step
+    )
+    batches = iter(make_loader(dataset, sampler, tc.num_workers))
+    evaluator = PeriodicEval(cfg, dataset.meta, out) if main and tc.eval_every else None
+    bar = Progress(total=tc.steps, initial=state.step, enabled=main and progress)
+    window, last = _Window(), next((r for r in reversed(log.records()) if "loss" in r), {})
+    while state.step < end:
+        t_data = time.perf_counter()
+        micro = [to_device(next(batches), accelerator.device) for _ in range(tc.grad_accum)]
+        window.data_s += time.perf_counter() - t_data
+        for batch in micro:
+            check_finite(batch, state.step + 1)
+        window.add(train_step(state, micro, tc, accelerator))
+        step = state.step
+        if step % tc.log_every == 0 or step == end:
+            last = window.record(step, tc.batch_size, len(dataset), accelerator)
+            if main:
+                log.append(last)
+                if tc.plot:
+                    plot_losses(log.records(), out / "loss.png")
+            bar.update(last["loss"], last["samples_per_s"])
+            window = _Window()
+        else:
+            bar.update()
+        t_pause = time.perf_counter()
+        if step % tc.save_every == 0 or step == end:
+            if main:
+                extra = {"samples_seen": step * tc.batch_size, "world_size": accelerator.num_processes}
+                ckpt_io.save_checkpoint(
+                    out, step, state.policy, cfg, stats, state.optimizer, state.ema, extra, tc.keep_last
+                )
+            accelerator.wait_for_everyone()
+        if tc.eval_every and (step % tc.eval_every == 0 or step == tc.steps):
+            results = evaluator.run(state.policy, state.ema, step) if evaluator is not None else {}
+            if results:
+                log.append({"step": step, **results})
+                bar.write(f"step {step}: closed-loop success {results['eval/success']:.3f}")
+            accelerator.wait_for_everyone()
+        window.paused_s += time.perf_counter() - t_pause
+    bar.close()
+    accelerator.wait_for_everyone()
+    return {"run": str(out), "step": state.step, "loss": last.get("loss", math.nan), "config": to_dict(cfg)}
