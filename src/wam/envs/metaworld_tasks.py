@@ -80,7 +80,15 @@ MT10: tuple[str, ...] = (
 TASK_SETS: dict[str, tuple[str, ...]] = {"MT10": MT10, "MT50": ALL_TASKS}
 
 # Cameras defined in the Meta-World scene (`corner` .. `corner4` render upside down and are flipped).
-CAMERAS: tuple[str, ...] = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper", "gripperPOV")
+CAMERAS: tuple[str, ...] = (
+    "corner",
+    "corner2",
+    "corner3",
+    "corner4",
+    "topview",
+    "behindGripper",
+    "gripperPOV",
+)
 
 
 def _unknown(kind: str, name: str, valid: tuple[str, ...]) -> ValueError:
@@ -108,7 +116,9 @@ def resolve_tasks(spec: str | list[str] | tuple[str, ...]) -> list[str]:
             if task not in tasks:
                 tasks.append(task)
     if not tasks:
-        raise ValueError("No Meta-World task given: pass --tasks, e.g. --tasks reach-v3,drawer-close-v3 or MT10.")
+        raise ValueError(
+            "No Meta-World task given: pass --tasks, e.g. --tasks reach-v3,drawer-close-v3 or MT10."
+        )
     return tasks
 
 

@@ -63,7 +63,9 @@ class Policy:
         if not self._queue:
             chunk = np.asarray(self.predict_action_chunk(obs), dtype=np.float32)  # (B, H, A)
             if chunk.ndim != 3:
-                raise ValueError(f"{self.name}: predict_action_chunk must return (B, H, A), got {chunk.shape}.")
+                raise ValueError(
+                    f"{self.name}: predict_action_chunk must return (B, H, A), got {chunk.shape}."
+                )
             steps = min(self.n_action_steps, chunk.shape[1])
             self._queue.extend(chunk[:, i] for i in range(steps))  # each (B, A)
         return self._queue.popleft()

@@ -24,15 +24,20 @@ class ExpertPolicy(Policy):
             from metaworld.policies import ENV_POLICY_MAP
 
             if task_name not in ENV_POLICY_MAP:
-                raise ValueError(f"No scripted expert for task '{task_name}': the expert covers Meta-World v3 only.")
+                raise ValueError(
+                    f"No scripted expert for task '{task_name}': the expert covers Meta-World v3 only."
+                )
             self._experts[task_name] = ENV_POLICY_MAP[task_name]()
         return self._experts[task_name]
 
     def predict_action_chunk(self, obs: Batch) -> np.ndarray:
         if "observation.environment_state" not in obs or "task_name" not in obs:
-            raise ValueError("The expert needs 'observation.environment_state' and 'task_name' (Meta-World only).")
+            raise ValueError(
+                "The expert needs 'observation.environment_state' and 'task_name' (Meta-World only)."
+            )
         states = np.asarray(obs["observation.environment_state"], dtype=np.float64)  # (B, 39)
-        actions = [self._expert(t).get_action(s) for t, s in zip(obs["task_name"], states)]  # B x (4,)
+        pairs = zip(obs["task_name"], states, strict=True)
+        actions = [self._expert(t).get_action(s) for t, s in pairs]  # B x (4,)
         return np.clip(np.stack(actions), -1.0, 1.0).astype(np.float32)[:, None, :]  # (B, 1, 4)
 
 
