@@ -198,7 +198,7 @@ def test_interrupted_build_resumes(tmp_path, codec):
     resumed = build(FakeSource(), codec, tmp_path)
     assert resumed.folder == folder and codec.calls == 9  # only the missing episode
     assert not (folder / ".episode_000012.dead.wamtmp.npy").exists()
-    fresh = build(FakeSource(), counting(codec), tmp_path / "fresh")
+    fresh = build(FakeSource(), codec, tmp_path / "fresh")
     for index in range(len(fresh)):
         assert torch.equal(resumed.latents(index), fresh.latents(index))
 

@@ -60,6 +60,8 @@ def test_cli_json_table_and_typo() -> None:
     )
     table = runner.invoke(app, ["info", "baseline-tiny"])
     assert table.exit_code == 0 and "blocks" in table.output and "assumed" in table.output
+    listed = runner.invoke(app, ["info", "baseline-tiny", "--settings"])
+    assert "policy.cameras=corner2" in listed.output and "train.ema_decay=none" in listed.output
     typo = runner.invoke(app, ["info", "baseline-tin"])
     assert isinstance(typo.exception, ValueError)
     with pytest.raises(ValueError, match=r"did you mean baseline-tiny"):

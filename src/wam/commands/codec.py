@@ -91,10 +91,12 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("float16", help="Storage dtype of the latents: float16 or float32."),
     ) -> None:
         """Encode every clip of a dataset once; a second run with the same inputs does nothing."""
+        from wam.data import DatasetMeta
         from wam.data.latent_cache import LatentCache
         from wam.models.codecs.checkpoint import load_codec
         from wam.models.codecs.train import default_codec_dir
 
+        DatasetMeta(data)  # a missing or broken dataset is reported before the codec is looked for
         source = codec if codec is not None else default_codec_dir(data)
         if codec is None and not Path(source).exists():
             raise FileNotFoundError(

@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
             ..., help="A preset: a policy (e.g. baseline-tiny) or a backbone (e.g. wan2.1-1.3b)."
         ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+        settings: bool = typer.Option(False, "--settings", help="Also list every `--set` key and its value."),
         action_dim: int = typer.Option(
             4, help="Action dimension assumed for a policy (the dataset sets it)."
         ),
@@ -31,6 +32,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(result, indent=2))
         else:
             print_table(result)
+            if settings and result["kind"] == "policy":
+                print_settings(name)
 
 
 def _human(n: int) -> str:
@@ -60,3 +63,18 @@ def print_table(result: dict) -> None:
     if result["assumed"]:
         assumed = ", ".join(f"{k}={v}" for k, v in result["assumed"].items())
         console.print(f"assumed (set by the dataset when training): {assumed}")
+    if result["kind"] == "policy":
+        console.print(f"settings: wam info {result['name']} --settings")
+
+
+def print_settings(name: str) -> None:
+    """Every key `wam train --set` accepts for this preset, with its current value."""
+    from wam.configs import get_preset
+    from wam.configs.overrides import describe
+
+    for key, value in describe(get_preset(name)):
+        if isinstance(value, tuple):
+            text = ",".join(str(v) for v in value)
+        else:
+            text = "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        typer.echo(f"{key}={text}")

@@ -41,10 +41,11 @@ def apply_overrides(cfg: C, overrides: Iterable[str]) -> C:
             raise ValueError(f"Override {item!r} is not key=value: write e.g. --set train.lr=1e-4.")
         if key not in valid:
             close = difflib.get_close_matches(key, list(valid), n=3, cutoff=0.5)
+            preset = getattr(cfg, "name", "") or "PRESET"
             hint = (
                 f"did you mean {', '.join(close)}?"
                 if close
-                else "run `wam info PRESET` to list the settings."
+                else f"`wam info {preset} --settings` lists them."
             )
             raise ValueError(f"Unknown config key '{key}': {hint}")
         parts = key.split(".")

@@ -6,10 +6,12 @@ policy. Today's resolvers cover the policies without learning:
     expert          Meta-World's scripted expert (reads the privileged environment state)
     random[:SEED]   uniform random actions in [-1, 1], seeded (default seed 0)
     zero            all-zero actions
+    RUN_DIR         a trained policy: a `wam train` run folder (its last checkpoint) or one
+                    checkpoint folder (`RUN/checkpoints/step_XXXXXX`)
 
-Extending: trained checkpoints (a directory with `config.json`) and remote policy servers
-(`ws://` / `wss://` URLs) are added by registering a resolver with `register_resolver`, ahead of
-the builtin names, so nothing here imports torch or a network client.
+Extending: remote policy servers (`ws://` / `wss://` URLs) and other sources are added by
+registering a resolver with `register_resolver`, ahead of the builtin names. Resolvers import
+their heavy dependencies (torch, a network client) only when they build a policy.
 """
 
 from __future__ import annotations
@@ -51,7 +53,19 @@ def _zero(arg: str | None) -> Policy:
 
 BUILTIN: dict[str, Callable[[str | None], Policy]] = {"expert": _expert, "random": _random, "zero": _zero}
 
-_RESOLVERS: list[Resolver] = []
+
+def _is_checkpoint(spec: str) -> bool:
+    path = Path(spec)
+    return path.is_dir() and ((path / "config.json").is_file() or (path / "checkpoints").is_dir())
+
+
+def _checkpoint(spec: str) -> Policy:
+    from wam.training.checkpoint import load_policy as load_trained
+
+    return load_trained(spec)
+
+
+_RESOLVERS: list[Resolver] = [(_is_checkpoint, _checkpoint)]
 
 
 def register_resolver(claims: Callable[[str], bool], build: Callable[[str], Policy]) -> None:
@@ -72,7 +86,12 @@ def load_policy(spec: str) -> Policy:
     if spec.startswith(("ws://", "wss://")):
         raise ValueError(f"Policy servers ('{spec}') are not supported by this version: use one of {names}.")
     if Path(spec).exists():
-        raise ValueError(f"'{spec}' is a path, but checkpoints cannot be loaded yet: use one of {names}.")
+        raise ValueError(
+            f"'{spec}' is not a `wam train` run or checkpoint folder (no config.json, no checkpoints/): "
+            f"pass a run folder or one of {names}."
+        )
+    if "/" in spec or spec.startswith("."):
+        raise ValueError(f"No run folder at '{spec}': check the path, or use one of {names}.")
     close = difflib.get_close_matches(name, list(BUILTIN), n=1, cutoff=0.5)
     hint = f"did you mean {close[0]}?" if close else f"use one of {names}."
     raise ValueError(f"Unknown policy '{spec}': {hint}")

@@ -123,15 +123,15 @@ class LeRobotClipSource:
         frame_stride: int = 1,
         camera_keys: tuple[str, ...] | None = None,
     ) -> None:
-        from wam.data import LeRobotDataset
+        from wam.data import DatasetMeta, LeRobotDataset
 
-        probe = LeRobotDataset(root)
-        available = list(probe.meta.camera_keys)
+        meta = DatasetMeta(root)
+        available = list(meta.camera_keys)
         keys = list(camera_keys) if camera_keys else available
         missing = [k for k in keys if k not in available]
         if not keys or missing:
             raise ValueError(f"Camera(s) {missing or keys} not in {root}: choose from {available}.")
-        fps = float(probe.fps)
+        fps = float(meta.fps)
         deltas = [k * frame_stride / fps for k in range(clip_frames)]
         self.camera_keys = tuple(keys)
         self.dataset = LeRobotDataset(root, delta_timestamps={key: deltas for key in keys})
