@@ -13,10 +13,12 @@ def register(app: typer.Typer) -> None:
             "reach-v3,drawer-close-v3,button-press-topdown-v3", help="Meta-World tasks (comma list, MT10)."
         ),
         episodes: int = typer.Option(30, help="Expert demonstrations per task."),
+        preset: str = typer.Option("baseline-tiny", help="Policy preset to train on the demonstrations."),
+        steps: int = typer.Option(3000, help="Training steps."),
         eval_episodes: int = typer.Option(20, help="Held-out evaluation episodes per task."),
         workers: int = typer.Option(2, help="Simulator worker processes."),
     ) -> None:
-        """Collect Meta-World demos, evaluate on held-out seeds, print one table (CPU, minutes)."""
+        """Collect Meta-World demos, train a policy, evaluate it on held-out seeds (CPU, minutes)."""
         from wam.envs.metaworld_tasks import resolve_tasks
         from wam.quickstart import QuickstartConfig, print_summary, run_quickstart
 
@@ -24,6 +26,8 @@ def register(app: typer.Typer) -> None:
             out=out,
             tasks=tuple(resolve_tasks(tasks)),
             episodes=episodes,
+            preset=preset,
+            steps=steps,
             eval_episodes=eval_episodes,
             workers=workers,
         )
