@@ -2,10 +2,10 @@
 
 Each configuration (preset x data-loading workers x torch threads) runs the real training loop
 (`wam.training.loop.train`, log every step, no evaluation) on the same dataset; the first
-`--warmup` steps are dropped and medians are reported:
-    samples_per_s     batch_size / wall time of a step (data wait included)
-    step_ms           wall time of one optimiser step
-    data_wait_frac    fraction of a step spent waiting for the next batch from the DataLoader
+`--warmup` steps of each run are dropped and the steps of all repeats are pooled:
+    samples_per_s     median of batch_size / wall time of a step (data wait included), with quartiles
+    step_ms           batch_size / that median
+    data_wait_frac    median fraction of a step spent waiting for the next batch from the DataLoader
 Configurations are interleaved across repeats so that load from other processes spreads evenly.
 Without `--data` a synthetic dataset shaped like a Meta-World collection (one camera at the
 preset's image size, or `--image-size` for presets that take the dataset's; 4-d state and
@@ -81,9 +81,8 @@ def synthetic_dataset(root: Path, image_size: int, episodes: int = 8, frames: in
     return root
 
 
-def run_once(
-    preset: str, data: Path, args: argparse.Namespace, workers: int, threads: int
-) -> dict[str, float]:
+def run_once(preset: str, data: Path, args: argparse.Namespace, workers: int, threads: int) -> list[dict]:
+    """The per-step log records of one short training run, warmup steps dropped."""
     overrides = [
         f"train.cpu_threads={threads}",
         f"train.steps={args.steps}",
@@ -98,12 +97,28 @@ def run_once(
     with tempfile.TemporaryDirectory() as tmp:
         train(cfg, data, Path(tmp) / "run", progress=False)
         records = [json.loads(line) for line in (Path(tmp) / "run/log.jsonl").read_text().splitlines()]
-    kept = records[args.warmup :]
+    return records[args.warmup :]
+
+
+def summarize(steps: list[dict], batch_size: int) -> dict[str, float]:
+    """Medians (and quartiles of the throughput) over the steps of all repeats of a configuration."""
+    rates = sorted(r["samples_per_s"] for r in steps)
+    q1, median, q3 = statistics.quantiles(rates, n=4) if len(rates) > 1 else (rates[0],) * 3
     return {
-        "samples_per_s": statistics.median(r["samples_per_s"] for r in kept),
-        "step_ms": statistics.median(1000 * args.batch_size / r["samples_per_s"] for r in kept),
-        "data_wait_frac": statistics.median(r["data_time_frac"] for r in kept),
+        "samples_per_s": median,
+        "samples_per_s_q1": q1,
+        "samples_per_s_q3": q3,
+        "step_ms": 1000 * batch_size / median,
+        "data_wait_frac": statistics.median(r["data_time_frac"] for r in steps),
+        "steps_measured": len(steps),
     }
+
+
+def _first_camera_size(root: Path) -> int:
+    from wam.data import DatasetMeta
+
+    meta = DatasetMeta(root)
+    return int(meta.features[meta.camera_keys[0]]["shape"][0])
 
 
 def dataset_for(preset: str, args: argparse.Namespace, tmp: Path, made: dict[int, Path]) -> Path:
@@ -123,7 +138,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
         for w in args.workers.split(",")
         for t in args.threads.split(",")
     ]
-    runs: dict[tuple[str, int, int], list[dict[str, float]]] = {c: [] for c in configs}
+    runs: dict[tuple[str, int, int], list[dict]] = {c: [] for c in configs}
     errors: dict[str, str] = {}
     made: dict[int, Path] = {}
     for _ in range(args.repeats):
@@ -132,7 +147,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                 continue
             try:
                 data = dataset_for(preset, args, tmp, made)
-                runs[(preset, workers, threads)].append(run_once(preset, data, args, workers, threads))
+                runs[(preset, workers, threads)].extend(run_once(preset, data, args, workers, threads))
             except (ValueError, FileNotFoundError, NotImplementedError) as err:  # e.g. needs other data
                 errors[preset] = str(err)
     rows = []
@@ -140,10 +155,10 @@ def measure(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
         if preset in errors:
             continue
         row: dict[str, Any] = {"preset": preset, "num_workers": workers, "threads": threads}
-        row["image_size"] = get_preset(preset).policy.image_size or (None if args.data else args.image_size)
-        for key in ("samples_per_s", "step_ms", "data_wait_frac"):
-            row[key] = statistics.median(r[key] for r in results)
-        rows.append(row)
+        row["image_size"] = get_preset(preset).policy.image_size or _first_camera_size(
+            dataset_for(preset, args, tmp, made)
+        )
+        rows.append({**row, **summarize(results, args.batch_size)})
     rows.extend({"preset": p, "skipped": e} for p, e in errors.items())
     return rows
 
@@ -153,7 +168,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="training throughput (medians)")
-    for column in ("preset", "workers", "threads", "samples/s", "step ms", "data wait"):
+    for column in ("preset", "workers", "threads", "samples/s", "(q1-q3)", "step ms", "data wait"):
         table.add_column(column, justify="left" if column == "preset" else "right")
     for row in rows:
         if "skipped" in row:
@@ -163,6 +178,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             str(row["num_workers"]),
             str(row["threads"]),
             f"{row['samples_per_s']:.0f}",
+            f"{row['samples_per_s_q1']:.0f}-{row['samples_per_s_q3']:.0f}",
             f"{row['step_ms']:.0f}",
             f"{100 * row['data_wait_frac']:.0f}%",
         )

@@ -113,5 +113,7 @@ def test_load_policy_resolves_builtin_names(tmp_path: Path) -> None:
         load_policy("random:x")
     with pytest.raises(ValueError, match="not supported"):
         load_policy("ws://localhost:8000")
-    with pytest.raises(ValueError, match="is a path"):
+    with pytest.raises(ValueError, match="is not a `wam train` run or checkpoint folder"):
         load_policy(str(tmp_path))
+    with pytest.raises(ValueError, match="No run folder at"):
+        load_policy(str(tmp_path / "missing"))

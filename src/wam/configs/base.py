@@ -127,9 +127,10 @@ class PolicyConfig:
 class TrainConfig:
     """The step-based training loop's settings (shared by every policy).
 
-    `cpu_threads` defaults to 1 because on a CPU that other processes (data workers, simulators,
-    other jobs) also use, torch's default of one thread per core makes small models many times
-    slower (measured 45x on a busy 2-core machine: benchmarks/results/train_throughput.json).
+    `cpu_threads` defaults to 1: on a CPU that other processes (data workers, simulators, other
+    jobs) also use, torch's default of one thread per core makes small models many times slower
+    (baseline-tiny on 2 cores: 3x to 45x slower at load average 5-10), while on an idle machine a
+    second thread gains at most 1.4x (benchmarks/train_throughput.py). Set 0 for torch's default.
     """
 
     steps: int = 3000  # optimizer steps in total (the cosine schedule spans them)

@@ -1,8 +1,10 @@
 """The one step-based training loop every policy uses (built on `accelerate`).
 
 `train(cfg, data, out)` runs `cfg.train.steps` optimiser steps of `policy.forward(batch) ->
-(loss, metrics)` for any registered policy. One process on a CPU; `accelerate launch` (or
-`torchrun`) with N processes gives data parallelism (DDP, gloo on CPUs / NCCL on GPUs).
+(loss, metrics)` for any registered policy. One process by default; N processes give data
+parallelism (DDP): `torchrun --nproc_per_node N -m wam train ...` on CPUs (gloo; note that
+`accelerate launch --cpu` starts a single process) or `accelerate launch --multi_gpu
+--num_processes N -m wam train ...` on GPUs (NCCL).
 
 One optimiser step (`train_step`):
     lr <- lr_at(step)                 warmup + cosine, a function of the step only
@@ -223,10 +225,11 @@ def train(
     window, last = _Window(), next((r for r in reversed(log.records()) if "loss" in r), {})
     while state.step < end:
         t_data = time.perf_counter()
-        micro = [to_device(next(batches), accelerator.device) for _ in range(tc.grad_accum)]
+        micro = [next(batches) for _ in range(tc.grad_accum)]
         window.data_s += time.perf_counter() - t_data
         for batch in micro:
-            check_finite(batch, state.step + 1)
+            check_finite(batch, state.step + 1)  # on the CPU copy: no device sync
+        micro = [to_device(batch, accelerator.device) for batch in micro]
         window.add(train_step(state, micro, tc, accelerator))
         step = state.step
         if step % tc.log_every == 0 or step == end:
