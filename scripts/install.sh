@@ -2,18 +2,21 @@
 # Install wam into the current Python environment (the active virtualenv, if any).
 #   usage: bash scripts/install.sh [EXTRAS]     EXTRAS defaults to "all" (sim,text,serve); tests use "all,dev"
 # 1. the system GL libraries MuJoCo needs for offscreen rendering (EGL + Mesa), where missing;
-# 2. the pinned torch build (CPU on machines without CUDA) where no torch is installed, so that
-#    resolving `torch>=2.4` never pulls several GB of CUDA wheels; set TORCH_SPEC to choose another;
+# 2. the pinned torch 2.13.0 where no torch is installed, so that resolving `torch>=2.4` never
+#    pulls an unpinned build: the CPU build on machines without an NVIDIA driver (from a local
+#    wheel store or mirror when pip is configured with one, else from PyTorch's CPU index), the
+#    default CUDA build otherwise; set TORCH_SPEC to choose another;
 # 3. the package itself, editable, with the requested extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS="${1:-all}"
 PY="${PYTHON:-python3}"
-TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 
 gl_missing() {
+  local libs
+  libs=$( (ldconfig -p || /sbin/ldconfig -p) 2>/dev/null || true)
   for lib in libEGL.so.1 libEGL_mesa.so.0 libOpenGL.so.0; do
-    ldconfig -p | grep -q "$lib" || return 0
+    grep -q "$lib" <<<"$libs" || return 0
   done
   return 1
 }
@@ -31,8 +34,14 @@ if gl_missing; then
 fi
 
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
-  echo "[install] $TORCH_SPEC"
-  "$PY" -m pip install -q "$TORCH_SPEC"
+  if [ -n "${TORCH_SPEC:-}" ] || command -v nvidia-smi >/dev/null 2>&1; then
+    echo "[install] ${TORCH_SPEC:-torch==2.13.0}"
+    "$PY" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+  else
+    echo "[install] torch==2.13.0+cpu"
+    "$PY" -m pip install -q "torch==2.13.0+cpu" 2>/dev/null ||
+      "$PY" -m pip install -q --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
+  fi
 fi
 
 echo "[install] wam[$EXTRAS]"

@@ -15,7 +15,7 @@ import typer
 
 app = typer.Typer(
     name="wam",
-    help="World Action Models for robot manipulation: collect, train, evaluate, serve, benchmark.",
+    help="World Action Models for robot manipulation: collect demonstrations, train, evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -44,9 +44,19 @@ def main() -> None:
             raise
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
-        sys.exit(130)
+    except RuntimeError as err:
+        from wam.envs.vector import WorkerError
+
+        if not isinstance(err, WorkerError) or os.environ.get("WAM_DEBUG"):
+            raise
+        last = [line for line in str(err).strip().splitlines() if line.strip()][-1:] or ["(no message)"]
+        typer.secho(
+            f"error: a simulator worker failed: {last[0].strip()} (is the sim extra installed, "
+            "`bash scripts/install.sh`, and MUJOCO_GL=egl working? WAM_DEBUG=1 shows the traceback)",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -39,9 +39,33 @@ class QuickstartConfig:
     workers: int = 2  # simulator worker processes
 
     def __post_init__(self) -> None:
+        from wam.configs import get_preset  # torch-free
+
         resolve_tasks(list(self.tasks))
         if self.episodes < 1 or self.eval_episodes < 1 or self.steps < 1:
             raise ValueError("episodes, eval_episodes and steps must each be at least 1.")
+        get_preset(self.preset)  # an unknown preset fails now, not after collecting
+
+    def data_settings(self) -> dict[str, Any]:
+        """The settings that the cached dataset and trained run depend on."""
+        keys = ("tasks", "episodes", "preset", "steps", "image_size", "camera")
+        return {key: list(v) if isinstance(v := getattr(self, key), tuple) else v for key in keys}
+
+
+def _check_settings(cfg: QuickstartConfig, out: Path) -> None:
+    """Refuse to reuse a folder made with other data or training settings (its caches would lie)."""
+    path = out / "quickstart.json"
+    wanted = cfg.data_settings()
+    if path.exists():
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in wanted if before.get(k) != wanted[k])
+        if changed:
+            raise ValueError(
+                f"{out} was made with other {', '.join(changed)}: pass a new --out folder "
+                "(or delete this one) to run with these settings."
+            )
+    else:
+        _write_json(path, wanted)
 
 
 def _cached_eval(name: str, load: Any, cfg: QuickstartConfig, out: Path, stamp: str = "") -> dict[str, Any]:
@@ -129,6 +153,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_settings(cfg, out)
     data_dir = out / "data"
     collect_metaworld(
         tasks=list(cfg.tasks),

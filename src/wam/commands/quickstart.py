@@ -15,6 +15,8 @@ def register(app: typer.Typer) -> None:
         episodes: int = typer.Option(30, help="Expert demonstrations per task."),
         preset: str = typer.Option("baseline-tiny", help="Policy preset to train on the demonstrations."),
         steps: int = typer.Option(3000, help="Training steps."),
+        image_size: int = typer.Option(64, help="Square camera image size in pixels."),
+        camera: str = typer.Option("corner2", help="The camera the policies see."),
         eval_episodes: int = typer.Option(20, help="Held-out evaluation episodes per task."),
         workers: int = typer.Option(2, help="Simulator worker processes."),
     ) -> None:
@@ -28,6 +30,8 @@ def register(app: typer.Typer) -> None:
             episodes=episodes,
             preset=preset,
             steps=steps,
+            image_size=image_size,
+            camera=camera,
             eval_episodes=eval_episodes,
             workers=workers,
         )
