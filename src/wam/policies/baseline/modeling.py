@@ -27,16 +27,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wam.models.wan.blocks import WanBlock
 from wam.models.wan.rope import rope_for_positions
-from wam.policies.base import Batch, Policy
+from wam.policies.base import Batch
 from wam.policies.baseline.configuration import BaselineConfig
-from wam.policies.normalize import Normalize, Unnormalize
+from wam.policies.torch_policy import TorchPolicy
 
 
 def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
@@ -108,27 +107,14 @@ class TaskConditioner(nn.Module):
         return self.proj(self._sentences(list(texts), device))  # (B, dim)
 
 
-class BaselinePolicy(nn.Module, Policy):
+class BaselinePolicy(TorchPolicy):
     """No-world-model baseline: Wan blocks on pixels + state + instruction -> action chunk."""
 
     name = "baseline"
 
     def __init__(self, config: BaselineConfig, stats: Mapping[str, Mapping] | None = None) -> None:
-        nn.Module.__init__(self)
-        Policy.__init__(self)
-        if not config.is_resolved:
-            raise ValueError(
-                "BaselineConfig.action_dim/state_dim are unset: build the policy through `wam train`."
-            )
-        self.config = cfg = config
-        self.cameras, self.image_size = tuple(cfg.cameras), cfg.image_size
-        self.chunk_size, self.n_action_steps = cfg.chunk_size, cfg.n_action_steps
-        self.action_dim, self.state_dim = int(cfg.action_dim), int(cfg.state_dim)  # type: ignore[arg-type]
-        norm = cfg.normalization
-        state_feats = {"observation.state": (self.state_dim, norm.state)} if self.state_dim else {}
-        self.normalize_inputs = Normalize(state_feats, stats)
-        self.normalize_targets = Normalize({"action": (self.action_dim, norm.action)}, stats)
-        self.unnormalize_outputs = Unnormalize({"action": (self.action_dim, norm.action)}, stats)
+        super().__init__(config, stats)
+        cfg = config
 
         d, grid = cfg.dim, cfg.image_size // cfg.patch_size
         self.grid = grid
@@ -241,25 +227,6 @@ class BaselinePolicy(nn.Module, Policy):
         l1 = ((pred - target).abs().detach() * weights).mean()
         return loss, {"action_l1": float(l1)}
 
-    def _to_torch(self, obs: Batch) -> Batch:
-        device = self.action_queries.device
-        out: Batch = {}
-        for key, value in obs.items():
-            if isinstance(value, np.ndarray):
-                value = torch.from_numpy(value)
-            if isinstance(value, torch.Tensor):
-                value = value.to(device)
-                if value.dtype == torch.uint8:
-                    value = value.float() / 255.0
-            out[key] = value
-        if isinstance(out.get("task"), str):
-            out["task"] = [out["task"]]
-        return out
-
-    def predict_action_chunk(self, obs: Batch) -> np.ndarray:
-        """(B, H, A) float32 actions for a batch of observations (numpy or torch)."""
-        with torch.inference_mode():
-            batch = self.normalize_inputs(self._to_torch(obs))
-            pred = self.predict_normalized(batch)  # (B, H, A) normalised
-            actions = self.unnormalize_outputs({"action": pred})["action"]  # (B, H, A)
-        return actions.float().cpu().numpy()
+    def infer_normalized(self, batch: Batch) -> torch.Tensor:
+        """Inference on a normalised batch: one forward pass (B, H, A)."""
+        return self.predict_normalized(batch)

@@ -26,18 +26,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
 from wam.models.wan.model import Grid, WanDiT
-from wam.policies.base import Batch, Policy
+from wam.policies.base import Batch
 from wam.policies.fastwam.action_dit import ActionDiT
 from wam.policies.fastwam.conditioning import Conditioning
 from wam.policies.fastwam.configuration import FastWAMConfig
 from wam.policies.fastwam.init import interpolate_from_video
 from wam.policies.fastwam.mot import Stream, joint_forward
-from wam.policies.normalize import Normalize, Unnormalize
+from wam.policies.torch_policy import TorchPolicy
 from wam.training.latent_data import LATENTS_KEY  # (B, C, F, h, w) clip latents (F = 1 at inference)
 
 
@@ -48,27 +46,14 @@ def frame_sigmas(sigma: torch.Tensor, num_frames: int) -> torch.Tensor:
     return levels
 
 
-class FastWAMPolicy(nn.Module, Policy):
+class FastWAMPolicy(TorchPolicy):
     """Fast-WAM and its variants behind the policy contract (see the module docstring)."""
 
     name = "fastwam"
 
     def __init__(self, config: FastWAMConfig, stats: Mapping[str, Mapping] | None = None) -> None:
-        nn.Module.__init__(self)
-        Policy.__init__(self)
-        if not config.is_resolved:
-            raise ValueError(
-                "FastWAMConfig.action_dim/state_dim are unset: build the policy through `wam train`."
-            )
-        self.config = cfg = config
-        self.cameras, self.image_size = tuple(cfg.cameras), cfg.image_size
-        self.chunk_size, self.n_action_steps = cfg.chunk_size, cfg.n_action_steps
-        self.action_dim, self.state_dim = int(cfg.action_dim), int(cfg.state_dim)  # type: ignore[arg-type]
-        norm = cfg.normalization
-        state_feats = {"observation.state": (self.state_dim, norm.state)} if self.state_dim else {}
-        self.normalize_inputs = Normalize(state_feats, stats)
-        self.normalize_targets = Normalize({"action": (self.action_dim, norm.action)}, stats)
-        self.unnormalize_outputs = Unnormalize({"action": (self.action_dim, norm.action)}, stats)
+        super().__init__(config, stats)
+        cfg = config
 
         self.conditioning = Conditioning(cfg)
         wan = cfg.video_config()
@@ -154,20 +139,6 @@ class FastWAMPolicy(nn.Module, Policy):
 
         return training_loss(self, self.normalize_targets(self.normalize_inputs(batch)))
 
-    def _to_torch(self, obs: Batch) -> Batch:
-        out: Batch = {}
-        for key, value in obs.items():
-            if isinstance(value, np.ndarray):
-                value = torch.from_numpy(value)
-            if isinstance(value, torch.Tensor):
-                value = value.to(self.device)
-                if value.dtype == torch.uint8:
-                    value = value.float() / 255.0
-            out[key] = value
-        if isinstance(out.get("task"), str):
-            out["task"] = [out["task"]]
-        return out
-
     def codec(self) -> Any:
         """The latent codec of `policy.codec`, loaded on first use."""
         if not self._codec:
@@ -204,10 +175,6 @@ class FastWAMPolicy(nn.Module, Policy):
 
         return sample_actions(self, self.current_latents(batch), self.context(batch), generator)
 
-    def predict_action_chunk(self, obs: Batch) -> np.ndarray:
-        """(B, H, A) float32 actions for a batch of observations (numpy or torch)."""
-        with torch.inference_mode():
-            batch = self.normalize_inputs(self._to_torch(obs))
-            pred = self.predict_normalized(batch)  # (B, H, A) normalised
-            actions = self.unnormalize_outputs({"action": pred})["action"]  # (B, H, A)
-        return actions.float().cpu().numpy()
+    def infer_normalized(self, batch: Batch) -> torch.Tensor:
+        """Inference on a normalised batch: the variant's sampler (B, H, A)."""
+        return self.predict_normalized(batch)

@@ -30,19 +30,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
 from wam.models.codecs.base import downsample_latents
 from wam.models.flow_matching import add_noise, flow_loss, velocity_target
-from wam.policies.base import Batch, Policy
+from wam.policies.base import Batch
 from wam.policies.lightwam.backbone import adapted_states, build_adapters, build_backbone, set_trainable
 from wam.policies.lightwam.conditioning import InstructionContext
 from wam.policies.lightwam.configuration import LightWAMConfig
 from wam.policies.lightwam.lora import is_lora_parameter
 from wam.policies.lightwam.state_fusion import StateFusionActionExpert
-from wam.policies.normalize import Normalize, Unnormalize
+from wam.policies.torch_policy import TorchPolicy
 from wam.training.latent_data import LATENTS_KEY, LATENTS_PAD_KEY
 
 
@@ -54,27 +52,14 @@ def step_weights(horizon: int, prefix_steps: int | None, tail_weight: float) -> 
     return weights
 
 
-class LightWAMPolicy(nn.Module, Policy):
+class LightWAMPolicy(TorchPolicy):
     """Light-WAM: LoRA + residual adapters on a frozen Wan DiT, a state-fusion action expert."""
 
     name = "lightwam"
 
     def __init__(self, config: LightWAMConfig, stats: Mapping[str, Mapping] | None = None) -> None:
-        nn.Module.__init__(self)
-        Policy.__init__(self)
-        if not config.is_resolved:
-            raise ValueError(
-                "LightWAMConfig.action_dim/state_dim are unset: build the policy through `wam train`."
-            )
-        self.config = cfg = config
-        self.cameras, self.image_size = tuple(cfg.cameras), cfg.image_size
-        self.chunk_size, self.n_action_steps = cfg.chunk_size, cfg.n_action_steps
-        self.action_dim, self.state_dim = int(cfg.action_dim), int(cfg.state_dim)  # type: ignore[arg-type]
-        norm = cfg.normalization
-        state_feats = {"observation.state": (self.state_dim, norm.state)} if self.state_dim else {}
-        self.normalize_inputs = Normalize(state_feats, stats)
-        self.normalize_targets = Normalize({"action": (self.action_dim, norm.action)}, stats)
-        self.unnormalize_outputs = Unnormalize({"action": (self.action_dim, norm.action)}, stats)
+        super().__init__(config, stats)
+        cfg = config
 
         self.layers = cfg.resolved_adapter_layers()  # the K adapter blocks the expert reads
         self.backbone = build_backbone(cfg)
@@ -208,29 +193,11 @@ class LightWAMPolicy(nn.Module, Policy):
         frames = tile_cameras(views, self.config.tile_layout)  # (B, 3, H, W)
         return self._codec_model().encode(frames[:, None])  # (B, C, 1, h, w)
 
-    def _to_torch(self, obs: Batch) -> Batch:
-        out: Batch = {}
-        for key, value in obs.items():
-            if isinstance(value, np.ndarray):
-                value = torch.from_numpy(value)
-            if isinstance(value, torch.Tensor):
-                value = value.to(self.device)
-                if value.dtype == torch.uint8:
-                    value = value.float() / 255.0
-            out[key] = value
-        if isinstance(out.get("task"), str):
-            out["task"] = [out["task"]]
-        return out
-
-    def predict_action_chunk(self, obs: Batch) -> np.ndarray:
-        """(B, H, A) float32 actions for a batch of observations (numpy or torch), in one backbone pass."""
-        with torch.inference_mode():
-            batch = self.normalize_inputs(self._to_torch(obs))
-            latents = self.encode_observation(batch)  # (B, C, 1, h, w)
-            context = self.context(batch["task"], self._state(batch), self.device)  # (B, Lt + 1, D)
-            pred = self.predict_normalized(latents, context)  # (B, H, A) normalised
-            actions = self.unnormalize_outputs({"action": pred})["action"]  # (B, H, A)
-        return actions.float().cpu().numpy()
+    def infer_normalized(self, batch: Batch) -> torch.Tensor:
+        """Inference on a normalised batch, in one backbone pass: (B, H, A)."""
+        latents = self.encode_observation(batch)  # (B, C, 1, h, w)
+        context = self.context(batch["task"], self._state(batch), self.device)  # (B, Lt + 1, D)
+        return self.predict_normalized(latents, context)  # (B, H, A) normalised
 
     # ------------------------------------------------------------------ checkpoints
     def _reloaded_keys(self) -> set[str]:

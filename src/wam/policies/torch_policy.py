@@ -1,0 +1,73 @@
+"""`TorchPolicy`: the glue every trainable torch policy shares, written once.
+
+- the policy-contract attributes (cameras, image size, chunking, action/state dims) copied from a
+  resolved `PolicyConfig`;
+- the normalisers (inputs, targets, outputs) built from the dataset statistics, held as buffers
+  so they travel with the checkpoint;
+- `predict_action_chunk`: numpy or torch observations in, float32 numpy (B, H, A) out, under
+  `torch.inference_mode()`. Subclasses implement `infer_normalized(batch)`: a normalised torch
+  observation batch -> normalised action chunk (B, H, A).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wam.policies.base import Batch, Policy
+from wam.policies.normalize import Normalize, Unnormalize
+
+
+class TorchPolicy(nn.Module, Policy):
+    """Base of the trainable policies: contract attributes, normalisation and numpy I/O."""
+
+    def __init__(self, config: Any, stats: Mapping[str, Mapping] | None = None) -> None:
+        nn.Module.__init__(self)
+        Policy.__init__(self)
+        if not config.is_resolved:
+            name = type(config).__name__
+            raise ValueError(f"{name}.action_dim/state_dim are unset: build the policy through `wam train`.")
+        self.config = cfg = config
+        self.cameras, self.image_size = tuple(cfg.cameras), cfg.image_size
+        self.chunk_size, self.n_action_steps = cfg.chunk_size, cfg.n_action_steps
+        self.action_dim, self.state_dim = int(cfg.action_dim), int(cfg.state_dim)
+        norm = cfg.normalization
+        state_feats = {"observation.state": (self.state_dim, norm.state)} if self.state_dim else {}
+        self.normalize_inputs = Normalize(state_feats, stats)
+        self.normalize_targets = Normalize({"action": (self.action_dim, norm.action)}, stats)
+        self.unnormalize_outputs = Unnormalize({"action": (self.action_dim, norm.action)}, stats)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def infer_normalized(self, batch: Batch) -> torch.Tensor:
+        """A normalised torch observation batch -> normalised action chunk (B, H, A)."""
+        raise NotImplementedError
+
+    def _to_torch(self, obs: Batch) -> Batch:
+        """Numpy or torch observations -> torch on the policy's device; uint8 images -> [0, 1]."""
+        out: Batch = {}
+        for key, value in obs.items():
+            if isinstance(value, np.ndarray):
+                value = torch.from_numpy(value)
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device)
+                if value.dtype == torch.uint8:
+                    value = value.float() / 255.0
+            out[key] = value
+        if isinstance(out.get("task"), str):
+            out["task"] = [out["task"]]
+        return out
+
+    def predict_action_chunk(self, obs: Batch) -> np.ndarray:
+        """(B, H, A) float32 actions for a batch of observations (numpy or torch)."""
+        with torch.inference_mode():
+            batch = self.normalize_inputs(self._to_torch(obs))
+            pred = self.infer_normalized(batch)  # (B, H, A) normalised
+            actions = self.unnormalize_outputs({"action": pred})["action"]  # (B, H, A)
+        return actions.float().cpu().numpy()
