@@ -70,17 +70,26 @@ def attention(
 
 
 class WanAttention(nn.Module):
-    """Projections of one attention (q, k, v, o and the RMSNorms of q and k across all heads)."""
+    """Projections of one attention (q, k, v, o and the RMSNorms of q and k across all heads).
 
-    def __init__(self, dim: int, num_heads: int, qk_norm: bool = True, eps: float = 1e-6) -> None:
+    The attention width `attn_dim` (heads x head_dim) equals the token width `dim` in Wan; Fast-WAM's
+    action expert keeps the video stream's attention width on narrower tokens, so it can differ.
+    """
+
+    def __init__(
+        self, dim: int, num_heads: int, qk_norm: bool = True, eps: float = 1e-6, attn_dim: int | None = None
+    ) -> None:
         super().__init__()
+        inner = attn_dim or dim
+        if inner % num_heads:
+            raise ValueError(f"attention width {inner} must be a multiple of num_heads={num_heads}.")
         self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
-        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
-        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.q = nn.Linear(dim, inner)
+        self.k = nn.Linear(dim, inner)
+        self.v = nn.Linear(dim, inner)
+        self.o = nn.Linear(inner, dim)
+        self.norm_q = RMSNorm(inner, eps) if qk_norm else nn.Identity()
+        self.norm_k = RMSNorm(inner, eps) if qk_norm else nn.Identity()
 
     def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
         """(B, L, dim) -> (B, heads, L, head_dim)."""
@@ -141,13 +150,14 @@ class WanBlock(nn.Module):
         eps: float = 1e-6,
         qk_norm: bool = True,
         cross_attn_norm: bool = True,
+        attn_dim: int | None = None,  # attention width (heads x head_dim); None = dim, as in Wan
     ) -> None:
         super().__init__()
         self.dim = dim
         self.norm1 = FP32LayerNorm(dim, eps, elementwise_affine=False)
-        self.self_attn = WanAttention(dim, num_heads, qk_norm, eps)
+        self.self_attn = WanAttention(dim, num_heads, qk_norm, eps, attn_dim)
         self.norm3 = FP32LayerNorm(dim, eps, elementwise_affine=True) if cross_attn_norm else nn.Identity()
-        self.cross_attn = WanAttention(dim, num_heads, qk_norm, eps)
+        self.cross_attn = WanAttention(dim, num_heads, qk_norm, eps, attn_dim)
         self.norm2 = FP32LayerNorm(dim, eps, elementwise_affine=False)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU("tanh"), nn.Linear(ffn_dim, dim))
         self.modulation = nn.Parameter(torch.empty(1, 6, dim))

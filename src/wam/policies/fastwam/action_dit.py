@@ -12,9 +12,8 @@ Data flow, for noisy normalised actions (B, H, A), a timestep per sample (B,) an
 Heads and head width equal the video stream's so that the two streams attend jointly; the token
 width is the action expert's own. The published expert (width 1024, FFN 4096, 30 layers) keeps the
 Wan2.2-5B attention geometry (24 heads x 128 = 3072), so its q/k/v project 1024 -> 3072 and its
-output 3072 -> 1024: the attention width is decoupled from the token width. `WanBlock` ties the two
-(q is Linear(dim, dim)), so `ActionBlock` is a `WanBlock` whose two attentions are `WideAttention`s;
-every step method of `WanBlock` is reused unchanged. With attn_dim == dim it is exactly a WanBlock.
+output 3072 -> 1024: `ActionBlock` is a `WanBlock` built with `attn_dim` = heads x head_dim, so
+every step method of `WanBlock` is reused unchanged.
 
 Module and parameter names follow the original `ActionDiT` (`action_encoder`, `text_embedding.{0,2}`,
 `time_embedding.{0,2}`, `time_projection.1`, `blocks.N.*`, `head`), which are also the video DiT's
@@ -26,27 +25,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wam.models.wan.blocks import FP32LayerNorm, RMSNorm, WanAttention, WanBlock
+from wam.models.wan.blocks import WanBlock
 from wam.models.wan.model import sinusoidal_embedding
 from wam.models.wan.rope import RopeTable
-
-
-class WideAttention(WanAttention):
-    """A `WanAttention` whose inner width (heads x head_dim) differs from the token width."""
-
-    def __init__(
-        self, dim: int, attn_dim: int, num_heads: int, qk_norm: bool = True, eps: float = 1e-6
-    ) -> None:
-        nn.Module.__init__(self)  # WanAttention's constructor would size q/k/v as dim x dim
-        if attn_dim % num_heads:
-            raise ValueError(f"attn_dim={attn_dim} must be a multiple of num_heads={num_heads}.")
-        self.num_heads = num_heads
-        self.q = nn.Linear(dim, attn_dim)
-        self.k = nn.Linear(dim, attn_dim)
-        self.v = nn.Linear(dim, attn_dim)
-        self.o = nn.Linear(attn_dim, dim)
-        self.norm_q = RMSNorm(attn_dim, eps) if qk_norm else nn.Identity()
-        self.norm_k = RMSNorm(attn_dim, eps) if qk_norm else nn.Identity()
 
 
 class ActionBlock(WanBlock):
@@ -62,16 +43,7 @@ class ActionBlock(WanBlock):
         qk_norm: bool = True,
         cross_attn_norm: bool = True,
     ) -> None:
-        nn.Module.__init__(self)  # same modules and names as WanBlock.__init__, wider attentions
-        self.dim = dim
-        self.norm1 = FP32LayerNorm(dim, eps, elementwise_affine=False)
-        self.self_attn = WideAttention(dim, attn_dim, num_heads, qk_norm, eps)
-        self.norm3 = FP32LayerNorm(dim, eps, elementwise_affine=True) if cross_attn_norm else nn.Identity()
-        self.cross_attn = WideAttention(dim, attn_dim, num_heads, qk_norm, eps)
-        self.norm2 = FP32LayerNorm(dim, eps, elementwise_affine=False)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU("tanh"), nn.Linear(ffn_dim, dim))
-        self.modulation = nn.Parameter(torch.empty(1, 6, dim))
-        self.init_weights()  # WanBlock's: xavier linears, unit norms, modulation ~ N(0, 1/dim)
+        super().__init__(dim, ffn_dim, num_heads, eps, qk_norm, cross_attn_norm, attn_dim=attn_dim)
 
 
 def action_rope(
