@@ -46,6 +46,12 @@ fi
 
 echo "[install] wam[$EXTRAS]"
 "$PY" -m pip install -q -e ".[$EXTRAS]"
+if [[ ",$EXTRAS," == *",dev,"* ]]; then
+  # openpi's client, for the protocol-compatibility test: its numpy<2 pin is stale (the modules
+  # we use work with numpy 2) and would downgrade numpy under pyarrow, so its deps go in by hand
+  "$PY" -m pip install -q "dm-tree>=0.1.8" "pillow>=9"
+  "$PY" -m pip install -q --no-deps "openpi-client==0.1.2"
+fi
 # pyenv keeps console scripts behind shims that must be refreshed after an install.
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 "$PY" -c "import wam; print('[install] wam', wam.__version__, 'ready')"

@@ -14,7 +14,10 @@ def register(app: typer.Typer) -> None:
     def eval_(
         tasks: str = typer.Option(..., help="Meta-World tasks: a comma list of names, or MT10 / MT50."),
         out: str = typer.Option(..., help="Output directory for results.json and videos/."),
-        policy: str = typer.Option("expert", help="Policy: expert, random[:SEED] or zero."),
+        policy: str = typer.Option(
+            "expert",
+            help="Policy: expert, random[:SEED], zero, a run folder, or ws://HOST:PORT (`wam serve`).",
+        ),
         env: str = typer.Option("metaworld", help="Simulator."),
         episodes: int = typer.Option(20, help="Episodes per task."),
         workers: int = typer.Option(2, help="Simulator processes (0: run inline)."),

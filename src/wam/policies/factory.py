@@ -8,10 +8,11 @@ policy. Today's resolvers cover the policies without learning:
     zero            all-zero actions
     RUN_DIR         a trained policy: a `wam train` run folder (its last checkpoint) or one
                     checkpoint folder (`RUN/checkpoints/step_XXXXXX`)
+    ws://HOST:PORT  a policy served by `wam serve` (`wam.serving.remote.RemotePolicy`); wss:// too
 
-Extending: remote policy servers (`ws://` / `wss://` URLs) and other sources are added by
-registering a resolver with `register_resolver`, ahead of the builtin names. Resolvers import
-their heavy dependencies (torch, a network client) only when they build a policy.
+Extending: other sources are added by registering a resolver with `register_resolver`, ahead of
+the builtin names. Resolvers import their heavy dependencies (torch, a network client) only when
+they build a policy.
 """
 
 from __future__ import annotations
@@ -65,7 +66,28 @@ def _checkpoint(spec: str) -> Policy:
     return load_trained(spec)
 
 
-_RESOLVERS: list[Resolver] = [(_is_checkpoint, _checkpoint)]
+REMOTE_CONNECT_TIMEOUT_S = 30.0  # how long `--policy ws://...` waits for the server to answer
+
+
+def _is_url(spec: str) -> bool:
+    return spec.startswith(("ws://", "wss://"))
+
+
+def _remote(spec: str) -> Policy:
+    try:
+        from wam.serving.remote import RemotePolicy
+    except ImportError as err:
+        missing = err.name or "a serving library"
+        raise ValueError(
+            f"Remote policies need the serve extra ({missing} is missing): pip install 'wam[serve]'."
+        ) from None
+    try:
+        return RemotePolicy(spec, connect_timeout_s=REMOTE_CONNECT_TIMEOUT_S)
+    except ConnectionError as err:
+        raise ValueError(str(err)) from None
+
+
+_RESOLVERS: list[Resolver] = [(_is_checkpoint, _checkpoint), (_is_url, _remote)]
 
 
 def register_resolver(claims: Callable[[str], bool], build: Callable[[str], Policy]) -> None:
@@ -83,8 +105,6 @@ def load_policy(spec: str) -> Policy:
     if name in BUILTIN:
         return BUILTIN[name](arg or None)
     names = ", ".join(BUILTIN)
-    if spec.startswith(("ws://", "wss://")):
-        raise ValueError(f"Policy servers ('{spec}') are not supported by this version: use one of {names}.")
     if Path(spec).exists():
         raise ValueError(
             f"'{spec}' is not a `wam train` run or checkpoint folder (no config.json, no checkpoints/): "

@@ -1,0 +1,53 @@
+"""`wam serve SOURCE`: serve a policy over openpi's websocket protocol (see `wam.serving.server`)."""
+
+from __future__ import annotations
+
+import errno
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve(
+        source: str = typer.Argument(
+            ...,
+            help="A `wam train` run or checkpoint folder; a policy preset (untrained weights, for latency "
+            "tests); or expert, random[:SEED], zero.",
+        ),
+        port: int = typer.Option(8000, help="TCP port (0: any free port)."),
+        host: str = typer.Option(
+            "0.0.0.0", help="Interface to listen on (0.0.0.0: all; 127.0.0.1: local only)."
+        ),
+        device: str = typer.Option("", help="Torch device (default: cuda when available, else cpu)."),
+        codec: str = typer.Option("", help="Latent codec folder for a preset that reads latents."),
+        seed: int = typer.Option(0, help="Seed of a preset's untrained weights."),
+    ) -> None:
+        """Serve a policy to robots and simulators (openpi-client compatible); Ctrl-C stops."""
+        import logging
+
+        from wam.serving.loading import load_served_policy
+        from wam.serving.server import PolicyServer
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        policy, extra = load_served_policy(source, device=device or None, codec=codec or None, seed=seed)
+        server = PolicyServer(policy, host=host, port=port, metadata=extra)
+        warm_ms = server.warm_up()
+        if warm_ms is not None:
+            typer.echo(f"warmed up: {warm_ms:.1f} ms per chunk in process")
+        if extra.get("note"):
+            typer.echo(f"note: {policy.name}: {extra['note']}")
+
+        def ready(bound: int) -> None:
+            typer.echo(
+                f"serving {policy.name} on ws://{host}:{bound} (health check: GET /healthz); Ctrl-C stops"
+            )
+
+        try:
+            server.serve_forever(ready)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise ValueError(f"Port {port} is in use: stop the other server or pick --port.") from None
+            raise
+        except KeyboardInterrupt:
+            typer.echo("stopped")

@@ -1,0 +1,114 @@
+"""The light client of a policy server: numpy + msgpack + websockets, no torch (runs on a robot).
+
+    from wam.serving.client import ActionChunkBroker, PolicyClient
+
+    client = PolicyClient("ws://gpu-box:8000")           # retries until the server answers
+    meta = client.get_server_metadata()                   # cameras, image size, keys, chunk size...
+    policy = ActionChunkBroker(client, action_horizon=meta["n_action_steps"])
+    action = policy.infer({"observation.images.corner2": rgb_uint8_hwc,
+                           "observation.state": state, "task": "open the drawer"})["actions"]  # (A,)
+
+`PolicyClient` speaks openpi's protocol (see `wam.serving.server`) and works with openpi's servers
+too; `ActionChunkBroker` (re-exported from `wam.serving.broker`) hands out one action per control
+tick, optionally with temporal ensembling of overlapping chunks. A request the server cannot read
+raises `ServerError` with the server's one-line reason; the connection stays usable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import ExitStack
+from typing import Any
+
+from wam.serving import msgpack_numpy
+from wam.serving.broker import ActionChunkBroker, TemporalEnsembler
+
+__all__ = ["ActionChunkBroker", "PolicyClient", "ServerError", "TemporalEnsembler", "normalize_url"]
+
+
+class ServerError(RuntimeError):
+    """The server answered a request with an error (its text: a one-line reason or a traceback)."""
+
+
+def normalize_url(url: str) -> str:
+    """`ws://host:port` from `ws://...`, `wss://...`, `host:port` or `host` (port 8000)."""
+    url = url.strip()
+    if url.startswith(("ws://", "wss://")):
+        return url
+    if "://" in url:
+        raise ValueError(f"'{url}' is not a websocket address: use ws://host:port.")
+    return f"ws://{url}" if ":" in url else f"ws://{url}:8000"
+
+
+class PolicyClient:
+    """A remote policy: `infer(obs) -> {"actions": (H, A), "server_timing": {...}, ...}`."""
+
+    def __init__(
+        self,
+        url: str = "ws://127.0.0.1:8000",
+        *,
+        connect_timeout_s: float = 30.0,
+        retry_interval_s: float = 0.5,
+        request_timeout_s: float | None = None,
+    ) -> None:
+        if connect_timeout_s < 0 or retry_interval_s <= 0:
+            raise ValueError("connect_timeout_s must be >= 0 and retry_interval_s > 0 (seconds).")
+        self.url = normalize_url(url)
+        self.connect_timeout_s = connect_timeout_s  # keep retrying the connection this long
+        self.retry_interval_s = retry_interval_s  # pause between connection attempts
+        self.request_timeout_s = request_timeout_s  # wait this long for a reply (None: forever)
+        self._lock = threading.Lock()  # one request in flight per connection
+        self._connection = ExitStack()  # holds the open websocket
+        self._ws, self._metadata = self._connect()
+
+    def _connect(self) -> tuple[Any, dict[str, Any]]:
+        """Connect and read the metadata, retrying while nothing listens (the server may be starting)."""
+        from websockets.sync.client import connect
+
+        deadline = time.monotonic() + self.connect_timeout_s
+        while True:
+            try:
+                wait = max(deadline - time.monotonic(), 1.0)  # one attempt never outlives the deadline much
+                # the connection is held as a context (websockets >= 17.1 deprecates bare ones);
+                # `close` exits it
+                with ExitStack() as stack:
+                    ws = stack.enter_context(
+                        connect(self.url, compression=None, max_size=None, open_timeout=wait)
+                    )
+                    metadata = msgpack_numpy.unpackb(ws.recv(timeout=wait))
+                    self._connection = stack.pop_all()
+                return ws, metadata if isinstance(metadata, dict) else {}
+            except OSError as err:  # refused, unreachable, timed out: try again until the deadline
+                if time.monotonic() + self.retry_interval_s > deadline:
+                    raise ConnectionError(
+                        f"No policy server answered at {self.url} within {self.connect_timeout_s:g} s "
+                        f"({type(err).__name__}): start one with `wam serve`, or check the address."
+                    ) from err
+                time.sleep(self.retry_interval_s)
+
+    def get_server_metadata(self) -> dict[str, Any]:
+        """What the server sent on connect (for `wam serve`: policy name, cameras, shapes, keys)."""
+        return self._metadata
+
+    def infer(self, obs: dict[str, Any]) -> dict[str, Any]:
+        """Send one observation (or a batch) and return the decoded reply."""
+        data = msgpack_numpy.packb(obs)
+        with self._lock:
+            self._ws.send(data)
+            reply = self._ws.recv(timeout=self.request_timeout_s)
+        if isinstance(reply, str):  # the protocol's error frame
+            raise ServerError(f"The policy server refused the request: {reply.strip()}")
+        return msgpack_numpy.unpackb(reply)
+
+    def reset(self) -> None:
+        """Nothing to forget on the client (kept for openpi's policy interface)."""
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> PolicyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

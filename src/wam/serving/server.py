@@ -1,0 +1,257 @@
+"""The policy server: any `Policy` behind openpi's websocket protocol.
+
+Protocol (the one `openpi_client.WebsocketClientPolicy` speaks, unchanged):
+    connect        the server sends the metadata: a msgpack map describing the policy and the
+                   request keys (`policy_metadata`)
+    request        a msgpack-numpy map of observations (see `wam.serving.observation`)
+    reply          a msgpack-numpy map: `actions` float32 (H, A) for one observation, (B, H, A) for a
+                   batch; `server_timing` {infer_ms: request decoded -> actions ready, queue_ms: wait
+                   for the inference thread, prev_total_ms: the previous request's full cycle};
+                   `policy_timing` {infer_ms: inside `predict_action_chunk`}
+    error          a text frame: "Bad request: ..." (one line) for a request the policy cannot read,
+                   the traceback for a failure inside the policy. openpi's client raises on a text
+                   frame; unlike openpi's server, this one keeps the connection open and serves the
+                   next request.
+    GET /healthz   HTTP 200 "OK" (for load balancers and `curl`)
+    `{"__ctrl__": "episode_start" | "episode_end"}` messages of newer openpi clients are acknowledged.
+
+Concurrency: one asyncio event loop handles every connection; inference runs on one worker thread
+(policies are not thread-safe, and a single CPU/GPU gains nothing from running two at once), so the
+loop keeps answering pings, health checks and new clients while a chunk is computed, and clients
+are served in arrival order. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from wam.policies.base import Policy, batch_size
+from wam.serving import msgpack_numpy
+from wam.serving.observation import ObservationSpec, RequestError
+
+logger = logging.getLogger("wam.serving")
+
+PROTOCOL = "openpi-websocket"  # the metadata's `protocol`: openpi's clients speak it
+
+
+def policy_metadata(policy: Policy, spec: ObservationSpec) -> dict[str, Any]:
+    """What the server sends on connect: the policy, its shapes and the request keys."""
+    from wam import __version__
+
+    meta: dict[str, Any] = {
+        "protocol": PROTOCOL,
+        "wam_version": __version__,
+        "policy_name": policy.name,
+        "cameras": list(spec.cameras),
+        "image_size": spec.image_size,
+        "state_dim": spec.state_dim or 0,
+        "action_dim": int(policy.action_dim),
+        "chunk_size": int(policy.chunk_size),
+        "n_action_steps": int(policy.n_action_steps),
+        "keys": spec.keys(),
+        "actions": "float32 (chunk_size, action_dim); (B, chunk_size, action_dim) for a batch of B",
+    }
+    tasks = getattr(getattr(policy, "config", None), "tasks", ())
+    if tasks:
+        meta["instructions"] = list(tasks)  # what a learned text encoder was trained on
+    return meta
+
+
+class PolicyServer:
+    """Serves one policy over websockets; `serve_forever()` blocks, `ServerThread` runs it aside."""
+
+    def __init__(
+        self, policy: Policy, host: str = "0.0.0.0", port: int = 8000, metadata: dict[str, Any] | None = None
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"Port {port} is out of range: use 1 to 65535 (0 picks a free one).")
+        self.policy = policy
+        self.spec = ObservationSpec.from_policy(policy)
+        self.metadata = {**policy_metadata(policy, self.spec), **(metadata or {})}
+        self.host, self.port = host, port  # `port` becomes the bound port once serving (for port 0)
+        # inference runs here, one request at a time; a server runs once (`run` shuts it down)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wam-infer")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Any = None
+
+    def warm_up(self, calls: int = 2) -> float | None:
+        """Run an example request `calls` times (lazy loads, allocator); returns the last call's ms.
+
+        Only trainable policies are warmed: a scripted policy has nothing to load, and a seeded
+        random policy must keep its sequence for its first client. The calls run on the inference
+        thread, where the requests will run (per-thread state such as compiled CUDA graphs and
+        torch's thread settings then carries over).
+        """
+        if not hasattr(self.policy, "config"):
+            return None
+        instructions = self.metadata.get("instructions") or [""]
+        batch, _ = self.spec.prepare(self.spec.example(instructions[0]))
+        policy_ms = None
+        for _ in range(calls):
+            _, _, policy_ms = self._executor.submit(self._predict, batch).result()
+        return policy_ms
+
+    # ------------------------------------------------------------------ running
+    def serve_forever(self, ready: Callable[[int], None] | None = None) -> None:
+        """Serve until interrupted (Ctrl-C) or `close()`; `ready(port)` is called once listening."""
+        asyncio.run(self.run(ready))
+
+    async def run(self, ready: Callable[[int], None] | None = None) -> None:
+        """Serve on the running loop; `ready(port)` is called once the socket listens."""
+        from websockets.asyncio.server import serve
+
+        self._loop = asyncio.get_running_loop()
+        try:
+            async with serve(
+                self._handler,
+                self.host,
+                self.port,
+                compression=None,
+                max_size=None,
+                process_request=_health_check,
+            ) as server:
+                self._server = server
+                self.port = int(next(iter(server.sockets)).getsockname()[1])
+                logger.info("serving %s on ws://%s:%d", self.policy.name, self.host, self.port)
+                if ready is not None:
+                    ready(self.port)
+                await server.serve_forever()
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def close(self) -> None:
+        """Stop serving (callable from any thread): open connections are closed, `run` returns."""
+        if self._loop is not None and self._server is not None:
+            self._loop.call_soon_threadsafe(self._server.close)
+
+    # ------------------------------------------------------------------ one connection
+    async def _handler(self, websocket: Any) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        peer = websocket.remote_address
+        logger.info("client %s connected", peer)
+        packer = msgpack_numpy.Packer()
+        prev_total_ms: float | None = None
+        try:
+            await websocket.send(packer.pack(self.metadata))
+            async for message in websocket:
+                start = time.perf_counter()
+                reply = await self._reply(message, packer, prev_total_ms, peer)
+                await websocket.send(reply)
+                prev_total_ms = 1000 * (time.perf_counter() - start)
+        except ConnectionClosed:
+            pass  # the client went away mid-reply; nothing to answer
+        logger.info("client %s disconnected", peer)
+
+    async def _reply(
+        self, message: bytes | str, packer: msgpack_numpy.Packer, prev_total_ms: float | None, peer: Any
+    ) -> bytes | str:
+        """The reply to one message: packed actions and timing, or an error text frame."""
+        start = time.perf_counter()
+        try:
+            request = _decode(message)
+            if isinstance(request, dict) and "__ctrl__" in request:
+                return packer.pack({"__ack__": str(request["__ctrl__"])})
+            batch, batched = self.spec.prepare(request)
+            queued = time.perf_counter()
+            loop = asyncio.get_running_loop()
+            actions, started, policy_ms = await loop.run_in_executor(self._executor, self._predict, batch)
+        except RequestError as err:
+            logger.warning("bad request from %s: %s", peer, err)
+            return f"Bad request: {err}"
+        except Exception:
+            logger.exception("inference failed for a request from %s", peer)
+            return traceback.format_exc()
+        server_timing = {
+            "infer_ms": 1000 * (time.perf_counter() - start),
+            "queue_ms": 1000 * (started - queued),
+        }
+        if prev_total_ms is not None:
+            server_timing["prev_total_ms"] = prev_total_ms
+        reply = {
+            "actions": actions if batched else actions[0],  # (B, H, A) or (H, A)
+            "server_timing": server_timing,
+            "policy_timing": {"infer_ms": policy_ms},
+        }
+        return packer.pack(reply)
+
+    def _predict(self, batch: dict[str, Any]) -> tuple[np.ndarray, float, float]:
+        """On the inference thread: (actions float32 (B, H, A), start time, ms inside the policy)."""
+        started = time.perf_counter()
+        actions = np.asarray(self.policy.predict_action_chunk(batch), dtype=np.float32)  # (B, H, A)
+        policy_ms = 1000 * (time.perf_counter() - started)
+        expected = (batch_size(batch), self.policy.action_dim)
+        if actions.ndim != 3 or (actions.shape[0], actions.shape[2]) != expected:
+            b, a = expected
+            raise ValueError(
+                f"{self.policy.name} returned actions shaped {actions.shape}, expected ({b}, H, {a})."
+            )
+        return actions, started, policy_ms
+
+
+def _decode(message: bytes | str) -> Any:
+    if isinstance(message, str):
+        raise RequestError("The request is a text frame: send msgpack-numpy bytes (openpi's msgpack_numpy).")
+    try:
+        return msgpack_numpy.unpackb(message)
+    except Exception as err:
+        reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        raise RequestError(f"The request is not valid msgpack-numpy ({reason}).") from None
+
+
+def _health_check(connection: Any, request: Any) -> Any:
+    """`GET /healthz` answers 200 OK; every other path goes on to the websocket handshake."""
+    if request.path == "/healthz":
+        return connection.respond(http.HTTPStatus.OK, "OK\n")
+    return None
+
+
+class ServerThread:
+    """A `PolicyServer` on a background thread (tests, benchmarks, notebooks); a context manager."""
+
+    def __init__(self, server: PolicyServer, start_timeout_s: float = 30.0) -> None:
+        self.server = server
+        self.start_timeout_s = start_timeout_s  # how long `start` waits for the socket to listen
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="wam-policy-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.server.host in ("0.0.0.0", "") else self.server.host
+        return f"ws://{host}:{self.server.port}"
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self.server.run(ready=lambda _port: self._ready.set()))
+        except BaseException as err:  # reported by `start` (the thread itself has no caller)
+            self._error = err
+            self._ready.set()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        if not self._ready.wait(self.start_timeout_s):
+            raise TimeoutError(f"The policy server did not start within {self.start_timeout_s:.0f} s.")
+        if self._error is not None:
+            raise RuntimeError(f"The policy server failed to start: {self._error}") from self._error
+        return self
+
+    def stop(self) -> None:
+        self.server.close()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
