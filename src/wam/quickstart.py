@@ -2,38 +2,39 @@
 
 Stages, each cached under the output folder so a second run skips what is done:
   1. collect scripted-expert demonstrations for a few Meta-World MT10 tasks (LeRobot v3.0);
-  2. train a policy preset on them (default: `baseline-tiny`, the no-world-model baseline;
-     resumed from its last checkpoint if interrupted);
-  3. evaluate the trained policy, the scripted expert (upper bound) and the random policy (lower
-     bound) closed-loop on held-out seeds;
-  4. print one table (success per task, latency per action chunk, parameters) and write
-     `results.json` (the `wam eval` schema for the trained policy, with `mean_success`, plus
-     every policy's results).
+  2. train the compact latent codec on their frames (only for presets that read latents);
+  3. train the policy preset (default `lightwam-tiny`) and the no-world-model baseline
+     (`baseline-tiny`) on the same data, each resumed from its last checkpoint if interrupted;
+  4. evaluate both and the scripted expert (the upper bound) closed-loop on held-out seeds;
+  5. print one table (success per task beside the expert's and the baseline's, the policy's
+     latency per action chunk and parameter count) and write `results.json` (the `wam eval`
+     schema for the trained policy, with `mean_success`, plus every policy's results).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from wam.envs.metaworld_tasks import resolve_tasks
+from wam.pipeline import ensure_codec, ensure_dataset, eval_cached, example_observation, profile, write_json
 
 
 @dataclass(frozen=True)
 class QuickstartConfig:
     """What the quickstart runs; every field has a CLI flag."""
 
-    out: str = "wam_quickstart"  # output folder (dataset, runs, evaluations, results.json)
+    out: str = "wam_quickstart"  # output folder (dataset, codec, runs, evaluations, results.json)
     tasks: tuple[str, ...] = ("reach-v3", "drawer-close-v3", "button-press-topdown-v3")  # MT10 tasks
     episodes: int = 30  # demonstrations per task
     eval_episodes: int = 20  # held-out evaluation episodes per task
-    preset: str = "baseline-tiny"  # the policy preset trained on the demonstrations
-    steps: int = 3000  # training steps
+    preset: str = "lightwam-tiny"  # the policy preset trained on the demonstrations
+    baseline: str | None = "baseline-tiny"  # the no-world-model baseline beside it (None: skip)
+    steps: int = 3000  # training steps of each policy
+    codec_steps: int = 1500  # training steps of the compact latent codec
     image_size: int = 64  # square camera image size
     camera: str = "corner2"  # the camera the policies see
     workers: int = 2  # simulator worker processes
@@ -42,13 +43,24 @@ class QuickstartConfig:
         from wam.configs import get_preset  # torch-free
 
         resolve_tasks(list(self.tasks))
-        if self.episodes < 1 or self.eval_episodes < 1 or self.steps < 1:
-            raise ValueError("episodes, eval_episodes and steps must each be at least 1.")
-        get_preset(self.preset)  # an unknown preset fails now, not after collecting
+        if min(self.episodes, self.eval_episodes, self.steps, self.codec_steps) < 1:
+            raise ValueError("episodes, eval_episodes, steps and codec_steps must each be at least 1.")
+        if self.baseline == self.preset:
+            raise ValueError(
+                f"--baseline {self.baseline} is the trained preset itself: pick another or none."
+            )
+        for name in (self.preset, self.baseline):
+            if name is not None:
+                get_preset(name)  # an unknown preset fails now, not after collecting
+
+    @property
+    def presets(self) -> tuple[str, ...]:
+        """The presets trained: the policy, then the baseline."""
+        return (self.preset,) if self.baseline is None else (self.preset, self.baseline)
 
     def data_settings(self) -> dict[str, Any]:
-        """The settings that the cached dataset and trained run depend on."""
-        keys = ("tasks", "episodes", "preset", "steps", "image_size", "camera")
+        """The settings that the cached dataset, codec and runs depend on."""
+        keys = ("tasks", "episodes", "preset", "baseline", "steps", "codec_steps", "image_size", "camera")
         return {key: list(v) if isinstance(v := getattr(self, key), tuple) else v for key in keys}
 
 
@@ -65,136 +77,109 @@ def _check_settings(cfg: QuickstartConfig, out: Path) -> None:
                 "(or delete this one) to run with these settings."
             )
     else:
-        _write_json(path, wanted)
+        write_json(path, wanted)
 
 
-def _cached_eval(name: str, load: Any, cfg: QuickstartConfig, out: Path, stamp: str = "") -> dict[str, Any]:
-    """Evaluate a policy unless an evaluation with the same settings is already on disk."""
-    from wam.envs.evaluator import evaluate
+def _needs_codec(preset: str) -> bool:
+    from wam.configs import get_preset
+    from wam.training.latent_data import needs_video_latents
 
-    eval_dir = out / "eval" / name
-    result_file = eval_dir / "results.json"
-    if result_file.exists():
-        cached = json.loads(result_file.read_text())
-        same = (
-            sorted(cached.get("tasks", {})) == sorted(cfg.tasks)
-            and all(t["episodes"] == cfg.eval_episodes for t in cached["tasks"].values())
-            and cached.get("quickstart_stamp", "") == stamp
-        )
-        if same:
-            return cached
-    results = evaluate(
-        load(),
-        env="metaworld",
-        tasks=list(cfg.tasks),
-        episodes=cfg.eval_episodes,
-        workers=cfg.workers,
-        out=str(eval_dir),
-    )
-    results["quickstart_stamp"] = stamp  # which checkpoint was evaluated
-    _write_json(result_file, results)
-    return results
+    return needs_video_latents(get_preset(preset).policy)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
-
-
-def _train(cfg: QuickstartConfig, data_dir: Path, run_dir: Path) -> Path:
-    """Train the preset: skip a finished run, resume an interrupted one; returns the last checkpoint."""
+def _train(cfg: QuickstartConfig, preset: str, data_dir: Path, progress: bool = True) -> Path:
+    """Train one preset for `cfg.steps` (reusing or resuming the run); returns its last checkpoint."""
     from wam.configs import apply_overrides, get_preset
-    from wam.training import checkpoint as ckpt_io
-    from wam.training.loop import train
+    from wam.pipeline import train_cached
 
-    experiment = apply_overrides(get_preset(cfg.preset), [f"train.steps={cfg.steps}"])
-    try:
-        ckpt = ckpt_io.resolve_checkpoint(run_dir)
-        previous = ckpt_io.load_config(ckpt)
-    except FileNotFoundError:
-        ckpt, previous = None, None
-    if ckpt is not None and previous is not None and previous.train.steps == cfg.steps:
-        if ckpt.name == ckpt_io.step_name(cfg.steps):
-            return ckpt  # finished earlier
-        train(previous, data_dir, run_dir, resume=True)
-    else:
-        train(experiment, data_dir, run_dir, overwrite=run_dir.exists())
-    return ckpt_io.resolve_checkpoint(run_dir)
+    experiment = apply_overrides(get_preset(preset), [f"train.steps={cfg.steps}"])
+    return train_cached(experiment, data_dir, Path(cfg.out) / "runs" / preset, progress=progress)
 
 
-def measure_latency(policy: Any, data_dir: Path, repeats: int = 30) -> dict[str, float]:
-    """Median and p90 seconds of one `predict_action_chunk` call on a batch of one real frame."""
-    from wam.data import LeRobotDataset
+def _evaluate(cfg: QuickstartConfig, name: str, load: Any, stamp: str, workers: int) -> dict[str, Any]:
+    out = Path(cfg.out) / "eval"
+    return eval_cached(name, load, cfg.tasks, cfg.eval_episodes, out, workers, stamp, progress=workers > 0)
 
-    sample = LeRobotDataset(data_dir)[0]
-    obs: dict[str, Any] = {}
-    for key, value in sample.items():
-        if key.startswith("observation."):
-            obs[key] = value.numpy()[None]
-    obs["task"] = [sample["task"]]
-    policy.predict_action_chunk(obs)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        policy.predict_action_chunk(obs)
-        times.append(time.perf_counter() - start)
-    return {
-        "latency_ms_p50": 1e3 * float(np.median(times)),
-        "latency_ms_p90": 1e3 * float(np.percentile(times, 90)),
-    }
+
+def _side_job(cfg: QuickstartConfig, data_dir: Path) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Run in a second process while the main one trains the codec and the policy: train the
+    baseline, then evaluate it and the expert (simulators inline, quietly); returns (checkpoint, evals)."""
+    from wam.policies.scripted import ExpertPolicy
+    from wam.training.checkpoint import load_policy
+
+    evals: dict[str, dict[str, Any]] = {}
+    ckpt = ""
+    if cfg.baseline is not None:
+        trained = _train(cfg, cfg.baseline, data_dir, progress=False)
+        ckpt = str(trained)
+        load = functools.partial(load_policy, trained, device="cpu")
+        evals[cfg.baseline] = _evaluate(cfg, cfg.baseline, load, str(trained.resolve()), workers=0)
+    evals["expert"] = _evaluate(cfg, "expert", ExpertPolicy, "", workers=0)
+    return ckpt, evals
+
+
+def _main_job(cfg: QuickstartConfig, data_dir: Path) -> Path:
+    """Train the codec (when the preset reads latents) and the policy; returns its last checkpoint."""
+    import torch
+
+    torch.set_num_threads(1)  # the side job holds the other core (training runs use 1 thread too)
+    if _needs_codec(cfg.preset):
+        ensure_codec(data_dir, cfg.codec_steps, cfg.image_size)
+    return _train(cfg, cfg.preset, data_dir)
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
-    """Run every stage (skipping cached ones) and return the combined results."""
-    from wam.envs.collect import collect_metaworld
-    from wam.policies.scripted import ExpertPolicy, RandomPolicy
+    """Run every stage (skipping cached ones) and return the combined results.
+
+    With `workers > 0` the baseline's training and the baseline's and expert's evaluations run in a
+    second process beside the codec and policy training (each process uses one CPU thread).
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
     from wam.training.checkpoint import load_policy
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(cfg, out)
-    data_dir = out / "data"
-    collect_metaworld(
-        tasks=list(cfg.tasks),
-        episodes_per_task=cfg.episodes,
-        image_size=cfg.image_size,
-        cameras=[cfg.camera],
-        out=str(data_dir),
-        resume=data_dir.exists(),
-        workers=cfg.workers,
+    data_dir = ensure_dataset(
+        out / "data", cfg.tasks, cfg.episodes, cfg.image_size, [cfg.camera], cfg.workers
     )
-    ckpt = _train(cfg, data_dir, out / "runs" / cfg.preset)
-    trained = load_policy(ckpt, device="cpu")
-    profile = {
-        "params": int(sum(p.numel() for p in trained.parameters())),
-        **measure_latency(trained, data_dir),
-    }
-    evals = {
-        cfg.preset: _cached_eval(cfg.preset, lambda: trained, cfg, out, stamp=str(ckpt.resolve())),
-        "expert": _cached_eval("expert", ExpertPolicy, cfg, out),
-        "random": _cached_eval("random", RandomPolicy, cfg, out),
-    }
+    if cfg.workers > 0:
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            side = pool.submit(_side_job, cfg, data_dir)
+            ckpt = _main_job(cfg, data_dir)
+            baseline_ckpt, evals = side.result()
+    else:
+        ckpt = _main_job(cfg, data_dir)
+        baseline_ckpt, evals = _side_job(cfg, data_dir)
+    checkpoints = {cfg.preset: ckpt, **({cfg.baseline: Path(baseline_ckpt)} if cfg.baseline else {})}
+    policies = {name: load_policy(path, device="cpu") for name, path in checkpoints.items()}
+    obs = example_observation(data_dir)
+    profiles = {name: profile(policy, obs) for name, policy in policies.items()}
+    trained = _evaluate(cfg, cfg.preset, lambda: policies[cfg.preset], str(ckpt.resolve()), cfg.workers)
+    evals = {cfg.preset: trained, **evals}
     results = {
-        **evals[cfg.preset],
+        **trained,
         "policy": cfg.preset,
         "checkpoint": str(ckpt),
-        "profile": profile,
+        "profile": profiles[cfg.preset],
+        "profiles": profiles,
         "config": asdict(cfg),
         "dataset": str(data_dir),
         "policies": evals,
         "loss_curve": str(out / "runs" / cfg.preset / "loss.png"),
     }
-    _write_json(out / "results.json", results)
+    write_json(out / "results.json", results)
     return results
 
 
 def print_summary(results: dict[str, Any]) -> None:
-    """One table: per task, each policy's success rate; then the trained policy's profile."""
+    """One table: per task, each policy's success rate; then latency per chunk and parameters."""
     from rich.console import Console
     from rich.table import Table
 
-    evals = results["policies"]
+    evals, profiles = results["policies"], results.get("profiles", {})
     table = Table(title="wam quickstart: closed-loop success on held-out seeds")
     table.add_column("task")
     for name in evals:
@@ -202,12 +187,13 @@ def print_summary(results: dict[str, Any]) -> None:
     for task in results["tasks"]:
         table.add_row(task, *(f"{evals[n]['tasks'][task]['success_rate']:.0%}" for n in evals))
     table.add_row("mean", *(f"{evals[n]['mean_success']:.0%}" for n in evals), style="bold")
+    table.add_section()
+    table.add_row(
+        "ms per action chunk (p50, batch 1)",
+        *(f"{profiles[n]['latency_ms_p50']:.1f}" if n in profiles else "-" for n in evals),
+    )
+    table.add_row("parameters", *(f"{profiles[n]['params']:,}" if n in profiles else "-" for n in evals))
     console = Console()
     console.print(table)
-    prof = results["profile"]
-    console.print(
-        f"{results['policy']}: {prof['params']:,} parameters, "
-        f"{prof['latency_ms_p50']:.1f} ms per action chunk (p50, batch 1, CPU); "
-        f"loss curve: {results['loss_curve']}"
-    )
+    console.print(f"loss curve: {results['loss_curve']}")
     console.print(f"results: {Path(results['config']['out']) / 'results.json'}")

@@ -26,8 +26,8 @@ Presets:
                            action expert 1024 wide with FFN 4096 initialised by interpolating the video
                            DiT, 2 cameras of 224 tiled (224 x 448), Wan2.2 VAE (z 48, stride 16), a
                            9-frame clip at stride 4 (3 latent frames), chunk 32, shift 5, umT5 text
-    fastwam-tiny           CPU-sized: a 2-layer Wan DiT on compact-codec latents (z 16, stride 8) of 64x64
-                           frames, a 32-wide action expert, chunk 16 (5-frame clip at stride 4)
+    fastwam-tiny           CPU-sized: a 2-layer Wan DiT on compact-codec latents (z 16, stride 8) of
+                           the dataset's frames, a 32-wide action expert, chunk 16 (5-frame clip at stride 4)
     fastwam-tiny-joint, fastwam-tiny-idm, fastwam-tiny-novideo   the tiny model in each variant
 """
 
@@ -180,7 +180,7 @@ def fastwam_wan22_5b() -> ExperimentConfig:
 
 def fastwam_tiny(variant: str = "fastwam") -> ExperimentConfig:
     return ExperimentConfig(
-        policy=FastWAMConfig(variant=variant, image_size=64, chunk_size=16, n_action_steps=8),
+        policy=FastWAMConfig(variant=variant, image_size=None, chunk_size=16, n_action_steps=8),
         train=TrainConfig(
             steps=3000, batch_size=32, lr=1e-3, warmup_steps=100, min_lr_ratio=0.05, num_workers=1
         ),
@@ -189,7 +189,7 @@ def fastwam_tiny(variant: str = "fastwam") -> ExperimentConfig:
 
 
 register_preset("fastwam-wan2.2-5b", fastwam_wan22_5b, help="Fast-WAM as published: Wan2.2-5B + 1B expert")
-register_preset("fastwam-tiny", fastwam_tiny, help="Fast-WAM, CPU-sized (compact-codec latents, 64x64)")
+register_preset("fastwam-tiny", fastwam_tiny, help="Fast-WAM, CPU-sized (compact-codec latents)")
 register_preset("fastwam-tiny-joint", lambda: fastwam_tiny("joint"), help="Fast-WAM-Joint, CPU-sized")
 register_preset("fastwam-tiny-idm", lambda: fastwam_tiny("idm"), help="Fast-WAM-IDM, CPU-sized")
 register_preset("fastwam-tiny-novideo", lambda: fastwam_tiny("no-video"), help="Fast-WAM, no video loss, CPU")

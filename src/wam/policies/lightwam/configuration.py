@@ -25,8 +25,9 @@ Presets:
                            Wan2.1 VAE (z 16, stride 8), a 9-frame clip at stride 4 (3 latent frames,
                            16x3x14x28 after the x2 downsampling), chunk 32, loss on the first 8 steps
     lightwam-tiny          CPU-sized: a 4-block, 64-wide Wan DiT on compact-codec latents (z 16,
-                           stride 8) of 64x64 frames, LoRA rank 8, adapters after blocks 1/2/3,
-                           a small expert, learned instruction embeddings, chunk 16 (5 frames at stride 4)
+                           stride 8) of the dataset's frames (a multiple of 32 px), LoRA rank 8,
+                           adapters after blocks 1/2/3, a small expert, learned instruction
+                           embeddings, chunk 16 (5 frames at stride 4)
 """
 
 from __future__ import annotations
@@ -288,7 +289,7 @@ def lightwam_tiny() -> ExperimentConfig:
         policy=LightWAMConfig(
             backbone="wan2.1-tiny",
             backbone_layers=4,
-            image_size=64,
+            image_size=None,
             chunk_size=16,
             n_action_steps=8,
             clip_frames=5,
@@ -312,6 +313,4 @@ register_preset(
     lightwam_wan21_13b,
     help="Light-WAM as published: frozen Wan2.1-1.3B + LoRA, 0.44B trained",
 )
-register_preset(
-    "lightwam-tiny", lightwam_tiny, help="Light-WAM, CPU-sized (compact-codec latents, 64x64 frames)"
-)
+register_preset("lightwam-tiny", lightwam_tiny, help="Light-WAM, CPU-sized (compact-codec latents)")

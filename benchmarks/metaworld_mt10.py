@@ -1,0 +1,62 @@
+"""Light-WAM on all ten Meta-World MT10 tasks, beside the no-world-model baseline and the scripted expert.
+
+One multi-task policy per preset, trained on the same expert demonstrations (every MT10 task),
+evaluated closed-loop on held-out seeds of every task; latency per chunk measured in the same run.
+Every stage is cached under --out, so an interrupted run resumes.
+
+    python benchmarks/metaworld_mt10.py [--out bench_mt10] [--episodes 30] [--steps 6000]
+
+Writes benchmarks/results/metaworld_mt10.{json,md,png} and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from wam.compare import Entry, compare, markdown_table, plot_success_latency, print_table
+from wam.envs.metaworld_tasks import MT10
+from wam.pipeline import ensure_codec, ensure_dataset, write_json
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out", default="bench_mt10", help="Work folder (dataset, codec, runs, evaluations)."
+    )
+    parser.add_argument("--episodes", type=int, default=30, help="Expert demonstrations per task.")
+    parser.add_argument("--eval-episodes", type=int, default=20, help="Held-out episodes per task.")
+    parser.add_argument("--steps", type=int, default=6000, help="Training steps of each policy.")
+    parser.add_argument("--codec-steps", type=int, default=1500)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--camera", default="corner2")
+    parser.add_argument("--jobs", type=int, default=2, help="Trainings run at once (one CPU thread each).")
+    parser.add_argument("--workers", type=int, default=2, help="Simulator worker processes.")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    out, tasks = Path(args.out), list(MT10)
+    data = ensure_dataset(out / "data", tasks, args.episodes, args.image_size, [args.camera], args.workers)
+    ensure_codec(data, args.codec_steps, args.image_size)
+    entries = [Entry("lightwam-tiny", "lightwam-tiny"), Entry("baseline-tiny", "baseline-tiny")]
+    results = compare(
+        entries, data, out, tasks, args.eval_episodes, args.steps, jobs=args.jobs, workers=args.workers
+    )
+    results.update(benchmark="metaworld_mt10", total_wall_s=time.perf_counter() - start, args=vars(args))
+
+    RESULTS.mkdir(exist_ok=True)
+    write_json(RESULTS / "metaworld_mt10.json", results)
+    title = (
+        f"MT10, {args.episodes} demos/task, {args.steps} steps, {args.eval_episodes} held-out episodes/task"
+    )
+    (RESULTS / "metaworld_mt10.md").write_text(f"# {title}\n\n" + markdown_table(results))
+    plot_success_latency(results, RESULTS / "metaworld_mt10.png", "Meta-World MT10")
+    print_table(results, title)
+    print(f"total {results['total_wall_s'] / 60:.1f} min; wrote {RESULTS / 'metaworld_mt10.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The cached stages of an end-to-end job: collect -> codec -> train -> evaluate -> profile.
+
+`wam quickstart` and the comparison benchmarks (`benchmarks/metaworld_mt10.py`,
+`benchmarks/ablation_metaworld.py`) chain the same stages. Each stage leaves its result on disk
+and a rerun skips what is done:
+
+    ensure_dataset   scripted-expert demonstrations (LeRobot v3.0); an interrupted collection resumes
+    ensure_codec     the compact latent codec next to the dataset (`<dataset>-codec`), trained once
+    train_cached     a training run; finished runs are reused, interrupted ones resume, a run made
+                     with another config is refused (the caller picks a new folder)
+    eval_cached      closed-loop evaluation on held-out seeds; reused when tasks, episodes and the
+                     evaluated checkpoint (`stamp`) match
+    measure_latency  median / p90 wall time of one `predict_action_chunk` on a real dataset frame
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wam.configs.base import ExperimentConfig
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (a temporary name, then a rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+def ensure_dataset(
+    out: Path, tasks: Sequence[str], episodes: int, image_size: int, cameras: Sequence[str], workers: int
+) -> Path:
+    """Collect `episodes` expert demonstrations per task into `out` (resuming a partial collection)."""
+    from wam.envs.collect import collect_metaworld
+
+    collect_metaworld(
+        tasks=list(tasks),
+        episodes_per_task=episodes,
+        image_size=image_size,
+        cameras=list(cameras),
+        out=str(out),
+        resume=out.exists(),
+        workers=workers,
+    )
+    return out
+
+
+def ensure_codec(data_dir: Path, steps: int, image_size: int, progress: bool = True) -> Path:
+    """The compact codec of the dataset (`<dataset>-codec`), trained now unless it exists."""
+    from wam.models.codecs.train import default_codec_dir, train_codec
+
+    out = default_codec_dir(data_dir)
+    if (out / "config.json").is_file():
+        return out
+    result = train_codec(data_dir, out, steps=steps, image_size=image_size, progress=progress)
+    print(f"codec: {result.out_dir} ({result.psnr_db:.1f} dB PSNR, {result.seconds:.0f} s)")
+    return out
+
+
+def train_cached(experiment: ExperimentConfig, data_dir: Path, run_dir: Path, progress: bool = True) -> Path:
+    """Train `experiment` into `run_dir`: reuse a finished run, resume an interrupted one.
+
+    Returns the last checkpoint. A run folder made with another config raises ValueError.
+    """
+    from wam.configs.serialize import to_dict
+    from wam.training import checkpoint as ckpt_io
+    from wam.training.loop import train
+
+    try:
+        ckpt = ckpt_io.resolve_checkpoint(run_dir)
+    except FileNotFoundError:
+        ckpt = None
+    if ckpt is None:
+        train(experiment, data_dir, run_dir, overwrite=run_dir.exists(), progress=progress)
+        return ckpt_io.resolve_checkpoint(run_dir)
+    wanted = to_dict(experiment)
+    if _comparable(json.loads((run_dir / "config.json").read_text()), wanted) != wanted:
+        raise ValueError(
+            f"{run_dir} holds a run with another config: pass a new output folder (or delete this one)."
+        )
+    if ckpt.name != ckpt_io.step_name(experiment.train.steps):
+        train(ckpt_io.load_config(run_dir), data_dir, run_dir, resume=True, progress=progress)
+    return ckpt_io.resolve_checkpoint(run_dir)
+
+
+DATASET_FIELDS = ("action_dim", "state_dim", "image_size", "tasks", "codec")  # filled in by `wam train`
+
+
+def _comparable(config: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """`config` with the dataset-derived policy fields that `wanted` leaves unset taken from `wanted`."""
+    policy, asked = dict(config.get("policy", {})), wanted.get("policy", {})
+    for key in DATASET_FIELDS:
+        if key in asked and asked[key] in (None, [], ()):
+            policy[key] = asked[key]
+    return {**config, "policy": policy}
+
+
+def eval_cached(
+    name: str,
+    load: Callable[[], Any],
+    tasks: Sequence[str],
+    episodes: int,
+    out_dir: Path,
+    workers: int = 2,
+    stamp: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate `load()` on held-out seeds into `out_dir/name`, unless the same evaluation is on disk."""
+    from wam.envs.evaluator import evaluate
+
+    eval_dir = out_dir / name
+    result_file = eval_dir / "results.json"
+    if result_file.exists():
+        cached = json.loads(result_file.read_text())
+        same = (
+            sorted(cached.get("tasks", {})) == sorted(tasks)
+            and all(t["episodes"] == episodes for t in cached["tasks"].values())
+            and cached.get("stamp", "") == stamp
+        )
+        if same:
+            return cached
+    results = evaluate(
+        load(),
+        env="metaworld",
+        tasks=list(tasks),
+        episodes=episodes,
+        workers=workers,
+        out=str(eval_dir),
+        progress=progress,
+    )
+    results["stamp"] = stamp  # which checkpoint was evaluated
+    write_json(result_file, results)
+    return results
+
+
+def example_observation(data_dir: Path) -> dict[str, Any]:
+    """A batch of one real observation from the dataset (images, state, instruction)."""
+    from wam.data import LeRobotDataset
+
+    sample = LeRobotDataset(data_dir)[0]
+    obs: dict[str, Any] = {k: v.numpy()[None] for k, v in sample.items() if k.startswith("observation.")}
+    obs["task"] = [sample["task"]]
+    return obs
+
+
+def measure_latency(policy: Any, obs: dict[str, Any], repeats: int = 30) -> dict[str, float]:
+    """Median and p90 milliseconds of one `predict_action_chunk` call on `obs` after a warm-up call."""
+    policy.predict_action_chunk(obs)  # warm-up (also loads a latent codec)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        policy.predict_action_chunk(obs)
+        times.append(time.perf_counter() - start)
+    return {
+        "latency_ms_p50": 1e3 * float(np.median(times)),
+        "latency_ms_p90": 1e3 * float(np.percentile(times, 90)),
+    }
+
+
+def profile(policy: Any, obs: dict[str, Any], repeats: int = 30) -> dict[str, float]:
+    """Parameter count and latency per action chunk (batch 1)."""
+    params = int(sum(p.numel() for p in policy.parameters())) if hasattr(policy, "parameters") else 0
+    return {"params": params, **measure_latency(policy, obs, repeats)}
