@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Annotated
 
 import typer
 
@@ -25,14 +26,23 @@ def register(app: typer.Typer) -> None:
         videos: int = typer.Option(2, help="Videos recorded per task (the first episodes)."),
         max_steps: int = typer.Option(500, help="Episode horizon."),
         batch_size: int = typer.Option(0, help="Envs per lockstep batch (0: all episodes of a task, <= 50)."),
+        inference: str = typer.Option(
+            "default",
+            help="Inference path of a trained policy: default, plain or fast (wam.policies.fast_path).",
+        ),
+        opt: Annotated[
+            list[str] | None,
+            typer.Option(help="Inference option name=value (repeatable), e.g. --opt compile=false."),
+        ] = None,
     ) -> None:
         """Evaluate a policy on Meta-World; writes results.json and videos, prints a table."""
         from wam.envs.evaluator import evaluate
         from wam.policies.factory import load_policy
+        from wam.policies.fast_path import configure_policy
 
         warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
         evaluate(
-            load_policy(policy),
+            configure_policy(load_policy(policy), inference, opt or ()),
             env=env,
             tasks=tasks,
             episodes=episodes,

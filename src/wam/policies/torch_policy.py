@@ -4,9 +4,12 @@
   resolved `PolicyConfig`;
 - the normalisers (inputs, targets, outputs) built from the dataset statistics, held as buffers
   so they travel with the checkpoint;
-- `predict_action_chunk`: numpy or torch observations in, float32 numpy (B, H, A) out, under
-  `torch.inference_mode()`. Subclasses implement `infer_normalized(batch)`: a normalised torch
-  observation batch -> normalised action chunk (B, H, A).
+- `predict_action_chunk`: numpy or torch observations in, float32 numpy (B, H, A) out. Subclasses
+  implement `infer_normalized(batch)`: a normalised torch observation batch -> normalised action
+  chunk (B, H, A);
+- the inference path: `inference_options` (`wam.policies.fast_path.InferenceOptions`; the default is
+  inference mode, SDPA and, for Fast-WAM, the cached video prefill) and `configure_inference(options)`
+  to switch it, e.g. to `InferenceOptions.fast("cpu")` or to the plain reference path.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 from torch import nn
 
 from wam.policies.base import Batch, Policy
+from wam.policies.fast_path import InferenceOptions, apply_inference_options, inference_context
 from wam.policies.normalize import Normalize, Unnormalize
 
 
@@ -40,6 +44,7 @@ class TorchPolicy(nn.Module, Policy):
         self.normalize_inputs = Normalize(state_feats, stats)
         self.normalize_targets = Normalize({"action": (self.action_dim, norm.action)}, stats)
         self.unnormalize_outputs = Unnormalize({"action": (self.action_dim, norm.action)}, stats)
+        self.inference_options = InferenceOptions()  # the inference path (see `configure_inference`)
 
     @property
     def device(self) -> torch.device:
@@ -64,10 +69,19 @@ class TorchPolicy(nn.Module, Policy):
             out["task"] = [out["task"]]
         return out
 
+    def configure_inference(self, options: InferenceOptions | None = None) -> TorchPolicy:
+        """Switch the inference path (`wam.policies.fast_path`); None restores the default. Returns self.
+
+        Compilation (when `options.compile`) happens lazily on the next calls; `bf16` casts the
+        weights in place (switching back casts them to float32 again).
+        """
+        apply_inference_options(self, options if options is not None else InferenceOptions())
+        return self
+
     def predict_action_chunk(self, obs: Batch) -> np.ndarray:
         """(B, H, A) float32 actions for a batch of observations (numpy or torch)."""
-        with torch.inference_mode():
+        with inference_context(self.inference_options, self.device):
             batch = self.normalize_inputs(self._to_torch(obs))
-            pred = self.infer_normalized(batch)  # (B, H, A) normalised
+            pred = self.infer_normalized(batch).float()  # (B, H, A) normalised
             actions = self.unnormalize_outputs({"action": pred})["action"]  # (B, H, A)
         return actions.float().cpu().numpy()

@@ -110,11 +110,32 @@ class WanAttention(nn.Module):
         """Output projection of per-head results (B, heads, L, head_dim) -> (B, L, dim)."""
         return self.o(attn_out.transpose(1, 2).flatten(2))  # (B, L, dim)
 
+    def context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of a cross-attention context (B, Lc, dim), each (B, heads, Lc, head_dim).
+
+        They depend on the context only, so a loop that attends to the same context many times
+        (Fast-WAM's Euler steps) can compute them once and pass them to `forward` as `kv`.
+        """
+        k = self._split_heads(self.norm_k(self.k(context)))  # (B, heads, Lc, hd)
+        v = self._split_heads(self.v(context))  # (B, heads, Lc, hd)
+        return k.to(v.dtype), v
+
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor, attn_mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Cross-attention of x (B, L, dim) to context (B, Lc, dim), without positions."""
-        q, k, v = self.qkv(x, context)  # (B, heads, L|Lc, hd)
+        """Cross-attention of x (B, L, dim) to context (B, Lc, dim), without positions.
+
+        kv: the context's precomputed `context_kv` (then `context` is not read).
+        """
+        if kv is None:
+            q, k, v = self.qkv(x, context)  # (B, heads, L|Lc, hd)
+        else:
+            k, v = kv  # (B, heads, Lc, hd)
+            q = self._split_heads(self.norm_q(self.q(x))).to(v.dtype)  # (B, heads, L, hd)
         return self.out(attention(q, k, v, attn_mask))  # (B, L, dim)
 
 
@@ -193,9 +214,18 @@ class WanBlock(nn.Module):
         """Output projection of the attention result (B, heads, L, hd) and the gated residual."""
         return gated_residual(x, self.self_attn.out(attn_out), mod.gate_sa)  # (B, L, dim)
 
-    def cross_attn_ffn(self, x: torch.Tensor, context: torch.Tensor, mod: Modulation) -> torch.Tensor:
-        """Cross-attention to the text context (B, Lt, dim), then the gated feed-forward."""
-        x = x + self.cross_attn(self.norm3(x), context)  # (B, L, dim)
+    def cross_attn_ffn(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        mod: Modulation,
+        context_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Cross-attention to the text context (B, Lt, dim), then the gated feed-forward.
+
+        context_kv: `cross_attn.context_kv(context)` computed beforehand (the context is then unused).
+        """
+        x = x + self.cross_attn(self.norm3(x), context, kv=context_kv)  # (B, L, dim)
         h = modulate(x, self.norm2, mod.shift_ff, mod.scale_ff)  # (B, L, dim)
         return gated_residual(x, self.ffn(h), mod.gate_ff)  # (B, L, dim)
 

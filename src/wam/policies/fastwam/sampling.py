@@ -10,6 +10,12 @@ idm                 imagine then act: the future video is generated first (N Eul
                     clip is prefilled at timestep 0 and the actions take N cached steps reading all of it.
 N is `action_flow.num_inference_steps` (10 in the paper) for the actions and the joint loop, and
 `video_flow.num_inference_steps` for the IDM video. Every step is batched over B.
+
+Inference options (`policy.inference_options`, see `wam.policies.fast_path`): with `kv_cache` off the
+actions take the plain path, `uncached_actions` (the video stream re-run jointly with the actions at
+every Euler step: the same result, N video passes); a fast action loop installed as
+`policy.action_loop` (compiled step, cross-attention keys/values reused, CUDA graph) replaces the
+prefill + Euler loop of `cached_actions`.
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ def cached_actions(
     stream, _, grid = policy.video_stream(video, torch.zeros(b, f, device=video.device), contexts[0])
     lv = stream.tokens.shape[1]
     mask = mot_mask(f, grid[1] * grid[2], noise.shape[1], action_view, video.device)  # (Lv+H, Lv+H)
+    fast_loop = getattr(policy, "action_loop", None)  # installed by `wam.policies.fast_path`
+    if fast_loop is not None:
+        return fast_loop(stream, mask, contexts[1], noise)  # (B, H, A)
     cache = prefill(policy.video.blocks, stream, _or_none(mask[:lv, :lv]))  # the only video pass
     rows = _or_none(mask[lv:])  # (H, Lv + H)
 
@@ -60,6 +69,28 @@ def cached_actions(
         return policy.action.apply_head(tokens)  # (B, H, A)
 
     flow = cfg.action_flow
+    return euler_sample(velocity, noise, flow.num_inference_steps, flow.inference_shift)  # (B, H, A)
+
+
+def uncached_actions(
+    policy: FastWAMPolicy,
+    video: torch.Tensor,
+    contexts: tuple[torch.Tensor, torch.Tensor],
+    action_view: str,
+    noise: torch.Tensor,
+) -> torch.Tensor:
+    """The plain path: every Euler step runs the video (B, C, F, h, w) at timestep 0 jointly with the actions.
+
+    The same result as `cached_actions` (the video never reads the actions), at N video passes per chunk.
+    """
+    b, f = video.shape[0], video.shape[2]
+    sigmas = torch.zeros(b, f, device=video.device)  # (B, F): the video is clean
+    mask = mot_mask(f, tokens_per_frame(policy, video), noise.shape[1], action_view, video.device)
+
+    def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return policy.joint_velocity(video, sigmas, x, s, contexts, mask)[1]  # (B, H, A)
+
+    flow = policy.config.action_flow
     return euler_sample(velocity, noise, flow.num_inference_steps, flow.inference_shift)  # (B, H, A)
 
 
@@ -125,10 +156,12 @@ def sample_actions(
     b = current.shape[0]
     contexts = policy.embed_context(context)  # (B, Lc, Dv), (B, Lc, Da)
     action_noise = _noise((b, cfg.chunk_size, policy.action_dim), current, generator)  # (B, H, A)
+    options = getattr(policy, "inference_options", None)
+    actions = cached_actions if options is None or options.kv_cache else uncached_actions
     if cfg.variant in ("fastwam", "no-video"):
-        return cached_actions(policy, current, contexts, "first_frame", action_noise)
+        return actions(policy, current, contexts, "first_frame", action_noise)
     video_noise = _noise((b, current.shape[1], cfg.latent_frames, *current.shape[3:]), current, generator)
     if cfg.variant == "joint":
         return joint_sample(policy, current, contexts, video_noise, action_noise)[1]
     video = imagine_video(policy, current, contexts, video_noise)  # (B, C, F, h, w)
-    return cached_actions(policy, video, contexts, "all", action_noise)
+    return actions(policy, video, contexts, "all", action_noise)

@@ -177,7 +177,13 @@ class LightWAMPolicy(TorchPolicy):
         return codec.to(self.device)
 
     def encode_observation(self, batch: Batch) -> torch.Tensor:
-        """Camera images (B, 3, S, S) in [0, 1] -> tiled -> the current frame's latents (B, C, 1, h, w)."""
+        """Camera images (B, 3, S, S) in [0, 1] -> tiled -> the current frame's latents (B, C, 1, h, w).
+
+        An observation may carry the latents directly as `video.latents` (B, C, F, h, w) instead
+        (frame 0 is used), as Fast-WAM accepts them: the model without the codec.
+        """
+        if LATENTS_KEY in batch:
+            return batch[LATENTS_KEY][:, :, :1].float().to(self.device)  # (B, C, 1, h, w)
         from wam.data.latent_cache import tile_cameras
 
         views = []

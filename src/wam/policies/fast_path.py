@@ -1,0 +1,457 @@
+"""The fast inference path: every speed-up of `predict_action_chunk` as a switch of `InferenceOptions`.
+
+Each field names one optimisation and the plain behaviour it replaces:
+    inference_mode  torch.inference_mode() around a call (plain: torch.no_grad())
+    attention       "sdpa": scaled_dot_product_attention picks its fused kernel (flash, memory-efficient
+                    or cuDNN on CUDA; the flash kernel on a CPU); "math": SDPA's reference math kernel
+    bf16            the weights cast to bfloat16 and the call run under bf16 autocast; normalisation
+                    buffers and RoPE tables stay float32, as do the returned actions (plain: float32)
+    kv_cache        Fast-WAM: the video stream runs once per chunk and its keys/values are cached for
+                    the N Euler steps (plain: the video re-runs jointly with the actions at every step)
+    text_cache      instruction embeddings memoised per batch of instructions across calls (eval mode
+                    only); Fast-WAM's action loop computes each layer's cross-attention keys/values once
+                    per chunk instead of once per Euler step (plain: recomputed every time)
+    compile         torch.compile of the tensor-only inner functions (plain: eager): Light-WAM's
+                    whole action pass (`predict_normalized`: backbone blocks, adapters, expert) as one
+                    graph; Fast-WAM's video prefill and its action step; the baseline's Wan blocks
+    cuda_graphs     CUDA only: Fast-WAM's whole action loop (N Euler steps over the cached video) is
+                    captured once as a CUDA graph per input shape and replayed; the compiled functions
+                    of the other policies use torch.compile's mode "reduce-overhead" (CUDA graphs)
+    threads         CPU only: torch intra-op threads during a call, set and restored around it
+                    (plain: whatever the process uses, by default one per core)
+
+Presets: `InferenceOptions()` is the library default, what every policy uses unless told otherwise
+(inference mode, SDPA, the KV cache); `InferenceOptions.plain()` turns every switch off;
+`InferenceOptions.fast(device)` turns on what measured faster on that kind of device
+(`benchmarks/fast_path.py`, results in `benchmarks/results/`). `parse_inference_options("fast",
+["threads=2"])` is the CLI form (`wam bench --inference fast --opt threads=2`), and
+`configure_policy(policy, "fast", ["threads=2"])` applies it to any policy a CLI resolved.
+
+Applying: `TorchPolicy.configure_inference(options)` calls `apply_inference_options`, which first
+undoes whatever a previous call installed (compiled functions, memoised methods, Fast-WAM's loop, the
+bf16 cast), then installs the new switches. The per-call switches (grad mode, attention kernel,
+autocast, threads) are entered by `inference_context` inside `predict_action_chunk`.
+
+Fast-WAM's loop (`FastActionLoop`, installed as `policy.action_loop` and called by
+`fastwam.sampling.cached_actions` when compile, cuda_graphs or text_cache is on; with kv_cache off
+the plain uncached path runs and those three switches do nothing for Fast-WAM) computes exactly
+what `mot.prefill` + `mot.cached_forward` + `euler_sample` compute, reorganised so that the step is a
+function of tensors only (compilable, capturable), with the cross-attention keys/values optionally
+hoisted out of the loop.
+
+This module imports torch only inside functions: reading `InferenceOptions` stays light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+ATTENTION = ("sdpa", "math")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+PRESETS = ("default", "plain", "fast")
+# Per policy name: (submodule, method) turning a list of instructions and a device into their embedding
+TEXT_METHODS = {
+    "baseline": ("task", "forward"),
+    "lightwam": ("context", "instruction_tokens"),
+    "fastwam": ("conditioning", "text"),
+}
+MEMO_SIZE = 256  # distinct instruction batches kept by the text cache
+# Per policy name: a method of tensors only, compiled as one graph (one guard check per call instead of
+# one per block: measured 1.2x faster than per-block compilation for lightwam-tiny on a CPU)
+COMPILE_METHODS = {"lightwam": "predict_normalized"}
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """Switches of the inference path (see the module docstring for what each replaces)."""
+
+    inference_mode: bool = True  # torch.inference_mode() (False: torch.no_grad())
+    attention: str = "sdpa"  # "sdpa" (fused kernels) or "math" (SDPA's reference kernel)
+    bf16: bool = False  # bfloat16 weights + bf16 autocast (actions and normalisation stay float32)
+    kv_cache: bool = True  # Fast-WAM: prefill the video once per chunk (False: re-run it every step)
+    text_cache: bool = False  # memoise instruction embeddings; hoist cross-attention K/V out of the loop
+    compile: bool = False  # torch.compile the per-step functions (blocks, expert, Fast-WAM's step)
+    compile_backend: str = "inductor"  # torch.compile backend ("eager" traces only: for tests)
+    compile_mode: str = "default"  # torch.compile mode (cuda_graphs selects reduce-overhead on CUDA)
+    cuda_graphs: bool = False  # CUDA: capture Fast-WAM's action loop as one graph (ignored on a CPU)
+    threads: int | None = None  # CPU: torch threads during a call (None: leave the process setting)
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTION:
+            raise ValueError(f"attention={self.attention!r} is not valid: use one of {', '.join(ATTENTION)}.")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(
+                f"compile_mode={self.compile_mode!r} is not valid: use one of {', '.join(COMPILE_MODES)}."
+            )
+        if not self.compile_backend:
+            raise ValueError("compile_backend is empty: use inductor (or eager to check tracing only).")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads={self.threads} must be at least 1, or none to leave torch's setting.")
+
+    @classmethod
+    def plain(cls) -> InferenceOptions:
+        """Every switch off: the reference path the fast path is measured against."""
+        return cls(inference_mode=False, attention="math", kv_cache=False)
+
+    @classmethod
+    def fast(cls, device: str = "cpu") -> InferenceOptions:
+        """The switches that measured faster on this kind of device ("cpu" or "cuda").
+
+        compile needs a C++ compiler on a CPU and Triton on CUDA (torch inductor); it is left off
+        where neither is found. On a CPU one thread per call measured faster for the tiny presets on
+        a shared 2-core machine (benchmarks/results/fast_path_cpu.json); bf16 is GPU-only here.
+        """
+        kind = str(device).split(":")[0]
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"Unknown device {device!r} for the fast preset: use cpu or cuda.")
+        if kind == "cuda":
+            return cls(text_cache=True, compile=_can_compile("cuda"), bf16=True, cuda_graphs=True)
+        return cls(text_cache=True, compile=_can_compile("cpu"), threads=1)
+
+    @classmethod
+    def preset(cls, name: str, device: str = "cpu") -> InferenceOptions:
+        """The preset named default, plain or fast (for `device`)."""
+        if name == "default":
+            return cls()
+        if name == "plain":
+            return cls.plain()
+        if name == "fast":
+            return cls.fast(device)
+        raise ValueError(f"Unknown inference preset {name!r}: use one of {', '.join(PRESETS)}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _can_compile(kind: str) -> bool:
+    """True when torch inductor can generate code here: a C++ compiler (CPU) or Triton (CUDA)."""
+    if kind == "cuda":
+        import importlib.util
+
+        return importlib.util.find_spec("triton") is not None
+    return any(shutil.which(cc) for cc in ("g++", "c++", "clang++"))
+
+
+def _parse_value(name: str, text: str, kind: Any) -> Any:
+    low = text.strip().lower()
+    if kind in (bool, "bool"):
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"Inference option {name}={text!r} is not a boolean: use true or false.")
+    if kind in ("int | None",):
+        if low in ("none", "null", ""):
+            return None
+        try:
+            return int(low)
+        except ValueError:
+            raise ValueError(f"Inference option {name}={text!r} is not an integer: e.g. {name}=1.") from None
+    return text.strip()
+
+
+def parse_inference_options(
+    preset: str = "default", overrides: Sequence[str] = (), device: str = "cpu"
+) -> InferenceOptions:
+    """A preset ("default", "plain", "fast") with `name=value` overrides, e.g. ["compile=false"]."""
+    options = InferenceOptions.preset(preset, device)
+    fields = {f.name: f.type for f in dataclasses.fields(InferenceOptions)}
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or name not in fields:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(fields), n=1)
+            hint = f"did you mean {close[0]}?" if close else f"use one of {', '.join(fields)}."
+            raise ValueError(f"Unknown inference option {item!r} (write name=value): {hint}")
+        changes[name] = _parse_value(name, text, fields[name])
+    return dataclasses.replace(options, **changes)
+
+
+def configure_policy(policy: Any, preset: str = "default", overrides: Sequence[str] = ()) -> Any:
+    """What a CLI's `--inference PRESET --opt name=value` does to any policy; returns the policy.
+
+    Trainable (torch) policies get `configure_inference(options)` for their device; the others
+    (scripted, remote) have no inference path to switch: asking for a non-default one is an error.
+    """
+    configure = getattr(policy, "configure_inference", None)
+    if configure is None:
+        if preset != "default" or overrides:
+            raise ValueError(
+                f"--inference/--opt apply to trained policies; {getattr(policy, 'name', 'this policy')} "
+                "has no inference path to switch: drop them."
+            )
+        return policy
+    device = next(policy.parameters()).device.type
+    return configure(parse_inference_options(preset, overrides, device))
+
+
+# ---------------------------------------------------------------------- per call
+@contextmanager
+def inference_context(options: InferenceOptions, device: torch.device) -> Iterator[None]:
+    """Grad mode, attention kernel, autocast and CPU threads of one call, as `options` say."""
+    import torch
+
+    with ExitStack() as stack:
+        stack.enter_context(torch.inference_mode() if options.inference_mode else torch.no_grad())
+        if options.attention == "math":
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
+        if options.bf16:
+            stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16))
+        if options.threads is not None and device.type == "cpu":
+            previous = torch.get_num_threads()
+            if previous != options.threads:
+                torch.set_num_threads(options.threads)
+                stack.callback(torch.set_num_threads, previous)
+        yield
+
+
+# ---------------------------------------------------------------------- installing the switches
+def apply_inference_options(policy: nn.Module, options: InferenceOptions) -> None:
+    """Install `options` on a TorchPolicy, after undoing what previous options installed."""
+    _uninstall(policy)
+    state: dict[str, Any] = {"compiled": [], "memo": [], "methods": []}
+    object.__setattr__(policy, "_fast_path_state", state)  # plain attribute, outside nn.Module's registries
+    policy.inference_options = options
+    if options.bf16:
+        _cast_parameters(policy, "bfloat16")
+        state["bf16"] = True
+    if options.text_cache and policy.name in TEXT_METHODS:
+        module_name, method = TEXT_METHODS[policy.name]
+        module = getattr(policy, module_name)
+        memo = InstructionMemo(getattr(module, method), module)
+        setattr(module, method, memo)  # an instance attribute shadows the class's method
+        state["memo"].append((module, method))
+    if policy.name == "fastwam":
+        if options.compile or options.cuda_graphs or options.text_cache:
+            policy.action_loop = FastActionLoop(policy, options)
+    elif options.compile and policy.name in COMPILE_METHODS:
+        import torch
+
+        method = COMPILE_METHODS[policy.name]
+        kwargs = {"backend": options.compile_backend, "mode": _compile_mode(options, policy)}
+        setattr(policy, method, torch.compile(getattr(policy, method), dynamic=False, **kwargs))
+        state["methods"].append((policy, method))
+    elif options.compile:
+        mode = _compile_mode(options, policy)
+        for module in compile_targets(policy):
+            module.compile(backend=options.compile_backend, mode=mode, dynamic=False)
+            state["compiled"].append(module)
+
+
+def _uninstall(policy: nn.Module) -> None:
+    state = getattr(policy, "_fast_path_state", None)
+    if not state:
+        return
+    for module in state["compiled"]:
+        module._compiled_call_impl = None  # what nn.Module.compile sets
+    for module, method in state["memo"] + state["methods"]:
+        delattr(module, method)  # the instance attribute: the class's method shows again
+    if getattr(policy, "action_loop", None) is not None:
+        policy.action_loop = None
+    if state.get("bf16"):
+        _cast_parameters(policy, "float32")
+    state.clear()
+
+
+def _cast_parameters(policy: nn.Module, dtype_name: str) -> None:
+    """Cast the floating parameters in place, except those of norm layers (kept float32, as in mixed
+    precision: CPU kernels refuse a float32 input with bf16 norm weights); buffers (normalisation,
+    RoPE) are left alone."""
+    import torch
+    from torch import nn
+
+    from wam.models.wan.blocks import RMSNorm
+
+    dtype = getattr(torch, dtype_name)
+    norms = (nn.LayerNorm, nn.GroupNorm, RMSNorm)
+    with torch.no_grad():
+        for module in policy.modules():
+            if isinstance(module, norms):
+                continue
+            for param in module.parameters(recurse=False):
+                if param.is_floating_point():
+                    param.data = param.data.to(dtype)
+
+
+def _compile_mode(options: InferenceOptions, policy: nn.Module) -> str | None:
+    on_cuda = next(policy.parameters()).device.type == "cuda"
+    if options.cuda_graphs and on_cuda and options.compile_mode == "default":
+        return "reduce-overhead"
+    return None if options.compile_backend != "inductor" else options.compile_mode
+
+
+def compile_targets(policy: nn.Module) -> list[nn.Module]:
+    """Modules whose forward is compiled for a policy without a `COMPILE_METHODS` entry: its Wan blocks."""
+    from wam.models.wan.blocks import WanBlock
+
+    return [m for m in policy.modules() if isinstance(m, WanBlock)]
+
+
+class InstructionMemo:
+    """A `(texts, device) -> tensor` method memoised per batch of instructions, in eval mode only."""
+
+    def __init__(self, fn: Callable[..., Any], module: nn.Module) -> None:
+        self.fn, self.module = fn, module
+        self.memo: dict[tuple, Any] = {}
+
+    def __call__(self, texts: Sequence[str], device: Any) -> Any:
+        import torch
+
+        if self.module.training or torch.is_grad_enabled():
+            return self.fn(texts, device)  # learned embeddings change while training
+        key = (tuple(texts), str(device), torch.is_autocast_enabled())
+        hit = self.memo.get(key)
+        if hit is None:
+            if len(self.memo) >= MEMO_SIZE:
+                self.memo.pop(next(iter(self.memo)))
+            hit = self.memo[key] = self.fn(list(texts), device)
+        return hit
+
+
+# ---------------------------------------------------------------------- Fast-WAM's action loop
+def _or_none(mask: torch.Tensor) -> torch.Tensor | None:
+    """None for a mask that allows everything (SDPA's unmasked kernels), as in `fastwam.sampling`."""
+    return None if bool(mask.all()) else mask
+
+
+class FastActionLoop:
+    """Fast-WAM's video prefill and N Euler steps of the action stream, with the fast-path switches.
+
+    Called as `loop(video_stream, mask, context_a, noise)` by `fastwam.sampling.cached_actions`:
+    video_stream at timestep 0 (tokens (B, Lv, Dv)), the joint mask (Lv + H, Lv + H), the action
+    stream's embedded context (B, Lc, Da) and the initial noise (B, H, A) -> actions (B, H, A).
+    """
+
+    def __init__(self, policy: nn.Module, options: InferenceOptions) -> None:
+        import torch
+
+        from wam.policies.fastwam.mot import prefill
+
+        self.policy, self.options = policy, options
+        self._graphs: dict[tuple, CapturedLoop] = {}
+        kwargs = {"backend": options.compile_backend, "dynamic": False}
+        if options.compile_backend == "inductor":
+            kwargs["mode"] = options.compile_mode
+        self.prefill = torch.compile(prefill, **kwargs) if options.compile else prefill
+        self.step = torch.compile(self.velocity, **kwargs) if options.compile else self.velocity
+
+    def __call__(
+        self, stream: Any, mask: torch.Tensor, context_a: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        lv = stream.tokens.shape[1]
+        cache = self.prefill(self.policy.video.blocks, stream, _or_none(mask[:lv, :lv]))  # L x (k, v)
+        rows = _or_none(mask[lv:])  # (H, Lv + H) or None
+        if self.options.cuda_graphs and noise.is_cuda:
+            key = (
+                tuple(noise.shape),
+                tuple(cache[0][0].shape),
+                tuple(context_a.shape),
+                rows is None,
+                noise.dtype,
+                cache[0][0].dtype,
+                noise.device,
+            )
+            if key not in self._graphs:
+                self._graphs[key] = CapturedLoop(self, cache, rows, context_a, noise)
+            return self._graphs[key](cache, rows, context_a, noise)
+        return self.run(cache, rows, context_a, noise)
+
+    def run(
+        self, cache: list, rows: torch.Tensor | None, context_a: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """The Euler loop from noise (B, H, A) at s = 1 to actions at s = 0 (as `euler_sample`)."""
+        flow = self.policy.config.action_flow
+        levels = flow.sampling_sigmas(flow.num_inference_steps).tolist()  # (N + 1,) from 1 to 0
+        cross = None
+        if self.options.text_cache:  # per layer (k, v) of the context, (B, heads, Lc, hd): once per chunk
+            cross = [block.cross_attn.context_kv(context_a) for block in self.policy.action.blocks]
+        x = noise
+        for s_now, s_next in itertools.pairwise(levels):
+            s = x.new_full((x.shape[0],), s_now)  # (B,)
+            x = x + (s_next - s_now) * self.step(x, s, cache, rows, context_a, cross)  # (B, H, A)
+        return x
+
+    def velocity(
+        self,
+        x: torch.Tensor,
+        s: torch.Tensor,
+        cache: list,
+        rows: torch.Tensor | None,
+        context_a: torch.Tensor,
+        cross: list | None,
+    ) -> torch.Tensor:
+        """One action-stream pass over the cached video (as `mot.cached_forward`): x (B, H, A) -> velocity."""
+        import torch
+
+        from wam.models.wan.blocks import attention
+
+        policy = self.policy
+        stream = policy.action_stream(x, s, context_a)  # tokens (B, H, Da)
+        h = stream.tokens
+        for i, block in enumerate(policy.action.blocks):
+            mod = block.modulation_params(stream.t_mod)  # 6 x (B, 1, Da)
+            q, k, v = block.self_attn_qkv(h, mod, stream.rope)  # each (B, heads, H, hd)
+            k_all = torch.cat([cache[i][0], k], dim=2)  # (B, heads, Lv + H, hd)
+            v_all = torch.cat([cache[i][1], v], dim=2)  # (B, heads, Lv + H, hd)
+            h = block.self_attn_out(h, attention(q, k_all, v_all, rows), mod)  # (B, H, Da)
+            h = block.cross_attn_ffn(h, context_a, mod, None if cross is None else cross[i])  # (B, H, Da)
+        return policy.action.apply_head(h)  # (B, H, A)
+
+
+class CapturedLoop:
+    """`FastActionLoop.run` captured once as a CUDA graph over static input buffers, replayed per call.
+
+    The inputs are copied into the static buffers, the graph replays every Euler step (no Python,
+    no kernel-launch overhead), and a copy of the static output is returned.
+    """
+
+    def __init__(
+        self,
+        loop: FastActionLoop,
+        cache: list,
+        rows: torch.Tensor | None,
+        context_a: torch.Tensor,
+        noise: torch.Tensor,
+    ) -> None:
+        import torch
+
+        self.cache = [(k.clone(), v.clone()) for k, v in cache]
+        self.rows = None if rows is None else rows.clone()
+        self.context, self.noise = context_a.clone(), noise.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up: lazy allocations, library workspaces, compilation
+            for _ in range(2):
+                loop.run(self.cache, self.rows, self.context, self.noise)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = loop.run(self.cache, self.rows, self.context, self.noise)  # (B, H, A)
+
+    def __call__(
+        self, cache: list, rows: torch.Tensor | None, context_a: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        for (k_s, v_s), (k, v) in zip(self.cache, cache, strict=True):
+            k_s.copy_(k)
+            v_s.copy_(v)
+        if self.rows is not None and rows is not None:
+            self.rows.copy_(rows)
+        self.context.copy_(context_a)
+        self.noise.copy_(noise)
+        self.graph.replay()
+        return self.out.clone()  # (B, H, A)
