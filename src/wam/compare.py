@@ -77,16 +77,26 @@ def train_entries(
     return done
 
 
-def round_robin_latency(policies: dict[str, Any], obs: dict[str, Any], rounds: int = 30) -> dict[str, dict]:
-    """Per policy: median / p90 ms of one `predict_action_chunk`, the calls interleaved across policies."""
-    for policy in policies.values():
-        policy.predict_action_chunk(obs)  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in policies}
-    for _ in range(rounds):
-        for name, policy in policies.items():
-            start = time.perf_counter()
-            policy.predict_action_chunk(obs)
-            times[name].append(1e3 * (time.perf_counter() - start))
+def round_robin_latency(
+    policies: dict[str, Any], obs: dict[str, Any], rounds: int = 30, threads: int = 1
+) -> dict[str, dict]:
+    """Per policy: median / p90 ms of one `predict_action_chunk` (batch of `obs`, `threads` torch
+    threads, each policy's default inference path), the calls interleaved across policies."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # one thread: stable on a shared CPU (see `wam bench` for more)
+    try:
+        for policy in policies.values():
+            policy.predict_action_chunk(obs)  # warm-up
+        times: dict[str, list[float]] = {name: [] for name in policies}
+        for _ in range(rounds):
+            for name, policy in policies.items():
+                start = time.perf_counter()
+                policy.predict_action_chunk(obs)
+                times[name].append(1e3 * (time.perf_counter() - start))
+    finally:
+        torch.set_num_threads(before)
     return {
         name: {"latency_ms_p50": float(np.median(t)), "latency_ms_p90": float(np.percentile(t, 90))}
         for name, t in times.items()
@@ -201,7 +211,7 @@ def plot_success_latency(results: dict[str, Any], path: Path, title: str) -> Non
             textcoords="offset points",
         )
     ax.set_xscale("log")
-    ax.set_xlabel("latency per action chunk, ms (p50, batch 1, CPU)")
+    ax.set_xlabel("latency per action chunk, ms (p50, batch 1, 1 CPU thread)")
     ax.set_ylabel("mean success, %")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
