@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from wam.compare import Entry, compare, markdown_table, plot_success_latency, print_table
-from wam.pipeline import ensure_codec, ensure_dataset, write_json
+from wam.pipeline import ensure_codec, ensure_dataset, write_json, write_text
 
 RESULTS = Path(__file__).parent / "results"
 TASKS = ("reach-v3", "drawer-close-v3", "button-press-topdown-v3")  # the quickstart's tasks
@@ -93,8 +93,9 @@ def main() -> None:
     title = (
         f"Ablation on Meta-World ({', '.join(tasks)}), {args.steps} steps, {args.eval_episodes} episodes/task"
     )
-    (RESULTS / "ablation_metaworld.md").write_text(
-        f"# {title}\n\n" + paper_table(results) + "\n## Per task\n\n" + markdown_table(results)
+    write_text(
+        RESULTS / "ablation_metaworld.md",
+        f"# {title}\n\n" + paper_table(results) + "\n## Per task\n\n" + markdown_table(results),
     )
     plot_success_latency(results, RESULTS / "ablation_metaworld.png", "Fast-WAM ablation on Meta-World")
     print_table(results, title)

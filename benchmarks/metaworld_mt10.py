@@ -17,7 +17,7 @@ from pathlib import Path
 
 from wam.compare import Entry, compare, markdown_table, plot_success_latency, print_table
 from wam.envs.metaworld_tasks import MT10
-from wam.pipeline import ensure_codec, ensure_dataset, write_json
+from wam.pipeline import ensure_codec, ensure_dataset, write_json, write_text
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -52,7 +52,7 @@ def main() -> None:
     title = (
         f"MT10, {args.episodes} demos/task, {args.steps} steps, {args.eval_episodes} held-out episodes/task"
     )
-    (RESULTS / "metaworld_mt10.md").write_text(f"# {title}\n\n" + markdown_table(results))
+    write_text(RESULTS / "metaworld_mt10.md", f"# {title}\n\n" + markdown_table(results))
     plot_success_latency(results, RESULTS / "metaworld_mt10.png", "Meta-World MT10")
     print_table(results, title)
     print(f"total {results['total_wall_s'] / 60:.1f} min; wrote {RESULTS / 'metaworld_mt10.json'}")

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from wam.pipeline import eval_cached, example_observation, write_json
+from wam.pipeline import check_settings, checkpoint_stamp, eval_cached, example_observation, write_json
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,19 @@ def compare(
     expert: bool = True,
 ) -> dict[str, Any]:
     """Train, evaluate and time every entry; returns (and writes `out_dir/results.json`) the comparison."""
+    from wam.data import LeRobotDataset
     from wam.policies.scripted import ExpertPolicy
     from wam.training.checkpoint import load_policy
 
+    settings = {
+        "entries": [[e.name, e.preset, list(e.overrides)] for e in entries],
+        "dataset": str(Path(data_dir).resolve()),
+        "dataset_episodes": LeRobotDataset(data_dir).meta.total_episodes,
+        "tasks": list(tasks),
+        "steps": steps,
+        "seed": seed,
+    }
+    check_settings(out_dir / "compare.json", settings)  # cached runs and evaluations must match
     start = time.perf_counter()
     checkpoints = train_entries(entries, data_dir, out_dir / "runs", steps, seed, jobs)
     train_s = time.perf_counter() - start
@@ -128,7 +138,7 @@ def compare(
     rows: dict[str, dict[str, Any]] = {}
     for entry in entries:
         policy, ckpt = policies[entry.name], checkpoints[entry.name]
-        stamp = str(ckpt.resolve())
+        stamp = checkpoint_stamp(ckpt)
         ev = eval_cached(
             entry.name, lambda p=policy: p, tasks, eval_episodes, out_dir / "eval", workers, stamp
         )

@@ -27,12 +27,43 @@ import numpy as np
 from wam.configs.base import ExperimentConfig
 
 
-def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (a temporary name, then a rename)."""
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically (a temporary name, then a rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2))
+    tmp.write_text(text)
     tmp.replace(path)
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (a temporary name, then a rename)."""
+    write_text(path, json.dumps(data, indent=2))
+
+
+def check_settings(path: Path, wanted: dict[str, Any]) -> None:
+    """Refuse to reuse a work folder made with other settings (its cached stages would lie).
+
+    The first call writes `wanted` to `path`; later calls compare against it.
+    """
+    if path.exists():
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in wanted if before.get(k) != wanted[k])
+        if changed:
+            raise ValueError(
+                f"{path.parent} was made with other {', '.join(changed)}: pass a new output folder "
+                "(or delete this one) to run with these settings."
+            )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, wanted)
+
+
+def checkpoint_stamp(ckpt: Path) -> str:
+    """Identifies a checkpoint's weights: its path plus the weight file's size and modification time
+    (a run retrained into the same folder gets a new stamp, so its old evaluation is not reused)."""
+    weights = Path(ckpt) / "model.safetensors"
+    stat = weights.stat()
+    return f"{Path(ckpt).resolve()}@{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def ensure_dataset(

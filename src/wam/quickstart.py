@@ -14,13 +14,21 @@ Stages, each cached under the output folder so a second run skips what is done:
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from wam.envs.metaworld_tasks import resolve_tasks
-from wam.pipeline import ensure_codec, ensure_dataset, eval_cached, example_observation, profile, write_json
+from wam.pipeline import (
+    check_settings,
+    checkpoint_stamp,
+    ensure_codec,
+    ensure_dataset,
+    eval_cached,
+    example_observation,
+    profile,
+    write_json,
+)
 
 
 @dataclass(frozen=True)
@@ -64,22 +72,6 @@ class QuickstartConfig:
         return {key: list(v) if isinstance(v := getattr(self, key), tuple) else v for key in keys}
 
 
-def _check_settings(cfg: QuickstartConfig, out: Path) -> None:
-    """Refuse to reuse a folder made with other data or training settings (its caches would lie)."""
-    path = out / "quickstart.json"
-    wanted = cfg.data_settings()
-    if path.exists():
-        before = json.loads(path.read_text())
-        changed = sorted(k for k in wanted if before.get(k) != wanted[k])
-        if changed:
-            raise ValueError(
-                f"{out} was made with other {', '.join(changed)}: pass a new --out folder "
-                "(or delete this one) to run with these settings."
-            )
-    else:
-        write_json(path, wanted)
-
-
 def _needs_codec(preset: str) -> bool:
     from wam.configs import get_preset
     from wam.training.latent_data import needs_video_latents
@@ -113,7 +105,7 @@ def _side_job(cfg: QuickstartConfig, data_dir: Path) -> tuple[str, dict[str, dic
         trained = _train(cfg, cfg.baseline, data_dir, progress=False)
         ckpt = str(trained)
         load = functools.partial(load_policy, trained, device="cpu")
-        evals[cfg.baseline] = _evaluate(cfg, cfg.baseline, load, str(trained.resolve()), workers=0)
+        evals[cfg.baseline] = _evaluate(cfg, cfg.baseline, load, checkpoint_stamp(trained), workers=0)
     evals["expert"] = _evaluate(cfg, "expert", ExpertPolicy, "", workers=0)
     return ckpt, evals
 
@@ -122,10 +114,14 @@ def _main_job(cfg: QuickstartConfig, data_dir: Path) -> Path:
     """Train the codec (when the preset reads latents) and the policy; returns its last checkpoint."""
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(1)  # the side job holds the other core (training runs use 1 thread too)
-    if _needs_codec(cfg.preset):
-        ensure_codec(data_dir, cfg.codec_steps, cfg.image_size)
-    return _train(cfg, cfg.preset, data_dir)
+    try:
+        if _needs_codec(cfg.preset):
+            ensure_codec(data_dir, cfg.codec_steps, cfg.image_size)
+        return _train(cfg, cfg.preset, data_dir)
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
@@ -141,15 +137,22 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(cfg, out)
+    check_settings(out / "quickstart.json", cfg.data_settings())
     data_dir = ensure_dataset(
         out / "data", cfg.tasks, cfg.episodes, cfg.image_size, [cfg.camera], cfg.workers
     )
     if cfg.workers > 0:
-        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
+        try:
             side = pool.submit(_side_job, cfg, data_dir)
             ckpt = _main_job(cfg, data_dir)
             baseline_ckpt, evals = side.result()
+        except BaseException:  # an error or Ctrl-C here must not wait for the side job to finish
+            for process in list(pool._processes.values()):  # the executor has no public kill
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     else:
         ckpt = _main_job(cfg, data_dir)
         baseline_ckpt, evals = _side_job(cfg, data_dir)
@@ -157,7 +160,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     policies = {name: load_policy(path, device="cpu") for name, path in checkpoints.items()}
     obs = example_observation(data_dir)
     profiles = {name: profile(policy, obs) for name, policy in policies.items()}
-    trained = _evaluate(cfg, cfg.preset, lambda: policies[cfg.preset], str(ckpt.resolve()), cfg.workers)
+    trained = _evaluate(cfg, cfg.preset, lambda: policies[cfg.preset], checkpoint_stamp(ckpt), cfg.workers)
     evals = {cfg.preset: trained, **evals}
     results = {
         **trained,

@@ -41,16 +41,22 @@ def register(app: typer.Typer) -> None:
         from wam.policies.fast_path import configure_policy
 
         warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
-        evaluate(
-            configure_policy(load_policy(policy), inference, opt or ()),
-            env=env,
-            tasks=tasks,
-            episodes=episodes,
-            seed=seed,
-            workers=workers,
-            max_steps=max_steps,
-            videos_per_task=videos,
-            out=out,
-            batch_size=batch_size or None,
-        )
+        loaded = configure_policy(load_policy(policy), inference, opt or ())
+        try:
+            evaluate(
+                loaded,
+                env=env,
+                tasks=tasks,
+                episodes=episodes,
+                seed=seed,
+                workers=workers,
+                max_steps=max_steps,
+                videos_per_task=videos,
+                out=out,
+                batch_size=batch_size or None,
+            )
+        finally:
+            close = getattr(loaded, "close", None)  # a remote policy's connection
+            if callable(close):
+                close()
         typer.echo(f"results: {out}/results.json")

@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
         except OSError as err:
             if err.errno == errno.EADDRINUSE:
                 raise ValueError(f"Port {port} is in use: stop the other server or pick --port.") from None
-            raise
+            reason = err.strerror or type(err).__name__
+            raise ValueError(f"Cannot listen on {host}:{port} ({reason}): check --host and --port.") from None
         except KeyboardInterrupt:
             typer.echo("stopped")

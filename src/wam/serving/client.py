@@ -64,6 +64,7 @@ class PolicyClient:
 
     def _connect(self) -> tuple[Any, dict[str, Any]]:
         """Connect and read the metadata, retrying while nothing listens (the server may be starting)."""
+        from websockets.exceptions import InvalidURI, WebSocketException
         from websockets.sync.client import connect
 
         deadline = time.monotonic() + self.connect_timeout_s
@@ -79,7 +80,9 @@ class PolicyClient:
                     metadata = msgpack_numpy.unpackb(ws.recv(timeout=wait))
                     self._connection = stack.pop_all()
                 return ws, metadata if isinstance(metadata, dict) else {}
-            except OSError as err:  # refused, unreachable, timed out: try again until the deadline
+            except InvalidURI:
+                raise ConnectionError(f"{self.url} is not a websocket URL: use ws://HOST:PORT.") from None
+            except (OSError, WebSocketException) as err:  # refused, unreachable, not a policy server, ...
                 if time.monotonic() + self.retry_interval_s > deadline:
                     raise ConnectionError(
                         f"No policy server answered at {self.url} within {self.connect_timeout_s:g} s "
@@ -96,7 +99,11 @@ class PolicyClient:
         data = msgpack_numpy.packb(obs)
         with self._lock:
             self._ws.send(data)
-            reply = self._ws.recv(timeout=self.request_timeout_s)
+            try:
+                reply = self._ws.recv(timeout=self.request_timeout_s)
+            except TimeoutError:
+                self.close()  # a late reply would otherwise answer the next request
+                raise
         if isinstance(reply, str):  # the protocol's error frame
             raise ServerError(f"The policy server refused the request: {reply.strip()}")
         return msgpack_numpy.unpackb(reply)

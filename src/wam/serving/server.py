@@ -241,6 +241,7 @@ class ServerThread:
     def start(self) -> ServerThread:
         self._thread.start()
         if not self._ready.wait(self.start_timeout_s):
+            self.stop()
             raise TimeoutError(f"The policy server did not start within {self.start_timeout_s:.0f} s.")
         if self._error is not None:
             raise RuntimeError(f"The policy server failed to start: {self._error}") from self._error

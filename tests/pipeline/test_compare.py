@@ -1,0 +1,66 @@
+"""The comparison engine at toy size: every entry is trained, evaluated and timed on the same data,
+the reports are written, a rerun reuses the cache, and a work folder made with other settings is
+refused instead of silently reusing stale runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from wam.compare import Entry, compare, markdown_table, plot_success_latency
+from wam.pipeline import check_settings, checkpoint_stamp, ensure_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cmp") / "data"
+    return ensure_dataset(
+        root, ["drawer-close-v3"], episodes=2, image_size=32, cameras=["corner2"], workers=0
+    )
+
+
+def test_compare_trains_evaluates_times_and_reports(dataset: Path, tmp_path: Path) -> None:
+    entries = [
+        Entry("chunk16", "baseline-tiny"),
+        Entry("chunk8", "baseline-tiny", ("policy.chunk_size=8", "policy.n_action_steps=4")),
+    ]
+    kwargs = dict(jobs=1, workers=0, latency_rounds=2, expert=False)
+    results = compare(entries, dataset, tmp_path, ["drawer-close-v3"], 1, 2, **kwargs)
+    assert list(results["rows"]) == ["chunk16", "chunk8"]
+    for row in results["rows"].values():
+        assert 0.0 <= row["mean_success"] <= 1.0 and row["latency_ms_p50"] > 0 and row["params"] > 0
+    assert (tmp_path / "results.json").is_file() and (tmp_path / "runs" / "chunk8" / "loss.png").is_file()
+    table = markdown_table(results)
+    assert table.count("\n") == 4 and "| chunk8 |" in table
+    plot_success_latency(results, tmp_path / "plot.png", "toy")
+    assert (tmp_path / "plot.png").stat().st_size > 0
+
+    import wam.envs.evaluator as evaluator
+    import wam.training.loop as loop
+
+    def forbidden(*args: object, **kw: object) -> None:
+        raise AssertionError("a cached stage ran again")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluator, "evaluate", forbidden)
+        mp.setattr(loop, "train", forbidden)
+        again = compare(entries, dataset, tmp_path, ["drawer-close-v3"], 1, 2, **kwargs)
+    assert again["rows"]["chunk8"]["mean_success"] == results["rows"]["chunk8"]["mean_success"]
+    with pytest.raises(ValueError, match="made with other steps"):
+        compare(entries, dataset, tmp_path, ["drawer-close-v3"], 1, 3, **kwargs)
+
+
+def test_settings_guard_and_checkpoint_stamp(tmp_path: Path) -> None:
+    check_settings(tmp_path / "s.json", {"a": 1, "b": [1, 2]})
+    check_settings(tmp_path / "s.json", {"a": 1, "b": [1, 2]})  # same settings: fine
+    with pytest.raises(ValueError, match="made with other b"):
+        check_settings(tmp_path / "s.json", {"a": 1, "b": [1, 3]})
+    ckpt = tmp_path / "step_000002"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(b"12")
+    first = checkpoint_stamp(ckpt)
+    (ckpt / "model.safetensors").write_bytes(b"123")  # retrained into the same folder
+    os.utime(ckpt / "model.safetensors", ns=(1, 1))
+    assert checkpoint_stamp(ckpt) != first
