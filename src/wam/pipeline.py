@@ -9,8 +9,11 @@ and a rerun skips what is done:
     train_cached     a training run; finished runs are reused, interrupted ones resume, a run made
                      with another config is refused (the caller picks a new folder)
     eval_cached      closed-loop evaluation on held-out seeds; reused when tasks, episodes and the
-                     evaluated checkpoint (`stamp`) match
+                     evaluated weights (`checkpoint_stamp`) match
     measure_latency  median / p90 wall time of one `predict_action_chunk` on a real dataset frame
+
+`check_settings` guards a work folder: a rerun with other data or training settings is refused
+instead of silently reusing the cached stages.
 """
 
 from __future__ import annotations
