@@ -86,3 +86,11 @@ def test_wam_serve_end_to_end() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_wam_serve_refuses_a_fast_path_for_a_scripted_policy() -> None:
+    command = [sys.executable, "-c", SERVE_APP, "serve", "random", "--port", "0", "--inference", "fast"]
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "apply to trained policies" in proc.stderr + proc.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from typing import Annotated
 
 import typer
 
@@ -22,15 +23,25 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("", help="Torch device (default: cuda when available, else cpu)."),
         codec: str = typer.Option("", help="Latent codec folder for a preset that reads latents."),
         seed: int = typer.Option(0, help="Seed of a preset's untrained weights."),
+        inference: str = typer.Option(
+            "default",
+            help="Inference path of a torch policy: default, plain or fast (wam.policies.fast_path).",
+        ),
+        opt: Annotated[
+            list[str] | None,
+            typer.Option(help="Inference option name=value (repeatable), e.g. --opt compile=false."),
+        ] = None,
     ) -> None:
         """Serve a policy to robots and simulators (openpi-client compatible); Ctrl-C stops."""
         import logging
 
+        from wam.policies.fast_path import configure_policy
         from wam.serving.loading import load_served_policy
         from wam.serving.server import PolicyServer
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         policy, extra = load_served_policy(source, device=device or None, codec=codec or None, seed=seed)
+        policy = configure_policy(policy, inference, opt or ())  # runs on the server's one inference thread
         server = PolicyServer(policy, host=host, port=port, metadata=extra)
         warm_ms = server.warm_up()
         if warm_ms is not None:
