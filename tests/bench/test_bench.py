@@ -122,7 +122,10 @@ def test_percentiles_and_memory_probe() -> None:
     assert stats["p50_ms"] == pytest.approx(50.5) and stats["p99_ms"] == pytest.approx(99.01)
     probe = MemoryProbe(__import__("torch").device("cpu"))
     probe.reset()
-    start = probe.peak()
+    start = probe.current()
     block = np.ones(64 << 20, dtype=np.uint8)  # 64 MiB, touched
-    assert probe.peak() - start >= 60 << 20
+    # the resident set grows by the block and the high-water mark covers it (the mark itself may
+    # stay put when an earlier test peaked higher and the kernel refused to reset it)
+    assert probe.current() - start >= 60 << 20
+    assert probe.peak() >= probe.current()
     del block
