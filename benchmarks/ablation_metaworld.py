@@ -18,7 +18,14 @@ import argparse
 import time
 from pathlib import Path
 
-from wam.compare import Entry, compare, markdown_table, plot_success_latency, print_table
+from wam.compare import (
+    Entry,
+    add_benchmark_arguments,
+    compare,
+    markdown_table,
+    plot_success_latency,
+    print_table,
+)
 from wam.pipeline import ensure_codec, ensure_dataset, write_json, write_text
 
 RESULTS = Path(__file__).parent / "results"
@@ -59,19 +66,9 @@ def paper_table(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", default="bench_ablation", help="Work folder (dataset, codec, runs, evaluations)."
-    )
+    add_benchmark_arguments(parser, out="bench_ablation", steps=3000)
     parser.add_argument("--data", default=None, help="Reuse this dataset (e.g. a quickstart's DIR/data).")
     parser.add_argument("--tasks", default=",".join(TASKS), help="Meta-World tasks (comma list).")
-    parser.add_argument("--episodes", type=int, default=30, help="Expert demonstrations per task.")
-    parser.add_argument("--eval-episodes", type=int, default=20, help="Held-out episodes per task.")
-    parser.add_argument("--steps", type=int, default=3000, help="Training steps of every policy.")
-    parser.add_argument("--codec-steps", type=int, default=1500)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--camera", default="corner2")
-    parser.add_argument("--jobs", type=int, default=2, help="Trainings run at once (one CPU thread each).")
-    parser.add_argument("--workers", type=int, default=2, help="Simulator worker processes.")
     args = parser.parse_args()
 
     start = time.perf_counter()

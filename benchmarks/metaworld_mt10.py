@@ -15,7 +15,14 @@ import argparse
 import time
 from pathlib import Path
 
-from wam.compare import Entry, compare, markdown_table, plot_success_latency, print_table
+from wam.compare import (
+    Entry,
+    add_benchmark_arguments,
+    compare,
+    markdown_table,
+    plot_success_latency,
+    print_table,
+)
 from wam.envs.metaworld_tasks import MT10
 from wam.pipeline import ensure_codec, ensure_dataset, write_json, write_text
 
@@ -24,17 +31,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", default="bench_mt10", help="Work folder (dataset, codec, runs, evaluations)."
-    )
-    parser.add_argument("--episodes", type=int, default=30, help="Expert demonstrations per task.")
-    parser.add_argument("--eval-episodes", type=int, default=20, help="Held-out episodes per task.")
-    parser.add_argument("--steps", type=int, default=6000, help="Training steps of each policy.")
-    parser.add_argument("--codec-steps", type=int, default=1500)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--camera", default="corner2")
-    parser.add_argument("--jobs", type=int, default=2, help="Trainings run at once (one CPU thread each).")
-    parser.add_argument("--workers", type=int, default=2, help="Simulator worker processes.")
+    add_benchmark_arguments(parser, out="bench_mt10", steps=6000)
     args = parser.parse_args()
 
     start = time.perf_counter()

@@ -24,9 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from wam.pipeline import check_settings, checkpoint_stamp, eval_cached, example_observation, write_json
+from wam.pipeline import (
+    check_settings,
+    checkpoint_stamp,
+    eval_cached,
+    example_observation,
+    parameter_count,
+    round_robin_latency,
+    write_json,
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,19 @@ class Entry:
         return apply_overrides(
             get_preset(self.preset), [f"train.steps={steps}", f"train.seed={seed}", *self.overrides]
         )
+
+
+def add_benchmark_arguments(parser: Any, out: str, steps: int) -> None:
+    """The work-folder, data, training and evaluation flags every comparison benchmark takes."""
+    parser.add_argument("--out", default=out, help="Work folder (dataset, codec, runs, evaluations).")
+    parser.add_argument("--episodes", type=int, default=30, help="Expert demonstrations per task.")
+    parser.add_argument("--eval-episodes", type=int, default=20, help="Held-out episodes per task.")
+    parser.add_argument("--steps", type=int, default=steps, help="Training steps of every policy.")
+    parser.add_argument("--codec-steps", type=int, default=1500)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--camera", default="corner2")
+    parser.add_argument("--jobs", type=int, default=2, help="Trainings run at once (one CPU thread each).")
+    parser.add_argument("--workers", type=int, default=2, help="Simulator worker processes.")
 
 
 def _train_one(entry: Entry, steps: int, seed: int, data_dir: str, run_dir: str) -> tuple[str, str, float]:
@@ -75,32 +94,6 @@ def train_entries(
     for name, ckpt, _ in results:
         done[name] = Path(ckpt)
     return done
-
-
-def round_robin_latency(
-    policies: dict[str, Any], obs: dict[str, Any], rounds: int = 30, threads: int = 1
-) -> dict[str, dict]:
-    """Per policy: median / p90 ms of one `predict_action_chunk` (batch of `obs`, `threads` torch
-    threads, each policy's default inference path), the calls interleaved across policies."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)  # one thread: stable on a shared CPU (see `wam bench` for more)
-    try:
-        for policy in policies.values():
-            policy.predict_action_chunk(obs)  # warm-up
-        times: dict[str, list[float]] = {name: [] for name in policies}
-        for _ in range(rounds):
-            for name, policy in policies.items():
-                start = time.perf_counter()
-                policy.predict_action_chunk(obs)
-                times[name].append(1e3 * (time.perf_counter() - start))
-    finally:
-        torch.set_num_threads(before)
-    return {
-        name: {"latency_ms_p50": float(np.median(t)), "latency_ms_p90": float(np.percentile(t, 90))}
-        for name, t in times.items()
-    }
 
 
 def compare(
@@ -146,7 +139,7 @@ def compare(
             "preset": entry.preset,
             "overrides": list(entry.overrides),
             "checkpoint": str(ckpt),
-            "params": int(sum(p.numel() for p in policy.parameters())),
+            "params": parameter_count(policy),
             "mean_success": ev["mean_success"],
             "tasks": {t: ev["tasks"][t]["success_rate"] for t in tasks},
         }

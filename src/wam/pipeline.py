@@ -10,7 +10,7 @@ and a rerun skips what is done:
                      with another config is refused (the caller picks a new folder)
     eval_cached      closed-loop evaluation on held-out seeds; reused when tasks, episodes and the
                      evaluated weights (`checkpoint_stamp`) match
-    measure_latency  median / p90 wall time of one `predict_action_chunk` on a real dataset frame
+    round_robin_latency  median / p90 ms of `predict_action_chunk` of several policies, interleaved
 
 `check_settings` guards a work folder: a rerun with other data or training settings is refused
 instead of silently reusing the cached stages.
@@ -185,21 +185,35 @@ def example_observation(data_dir: Path) -> dict[str, Any]:
     return obs
 
 
-def measure_latency(policy: Any, obs: dict[str, Any], repeats: int = 30) -> dict[str, float]:
-    """Median and p90 milliseconds of one `predict_action_chunk` call on `obs` after a warm-up call."""
-    policy.predict_action_chunk(obs)  # warm-up (also loads a latent codec)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        policy.predict_action_chunk(obs)
-        times.append(time.perf_counter() - start)
+def round_robin_latency(
+    policies: dict[str, Any], obs: dict[str, Any], rounds: int = 30, threads: int | None = 1
+) -> dict[str, dict[str, float]]:
+    """Per policy: median / p90 ms of one `predict_action_chunk` on `obs` after a warm-up call, the
+    calls interleaved across policies so that machine load hits all of them alike.
+
+    `threads` torch threads during the measurement (None: leave the current setting).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)  # one thread: stable on a shared CPU (`wam bench` for more)
+    try:
+        for policy in policies.values():
+            policy.predict_action_chunk(obs)  # warm-up
+        times: dict[str, list[float]] = {name: [] for name in policies}
+        for _ in range(rounds):
+            for name, policy in policies.items():
+                start = time.perf_counter()
+                policy.predict_action_chunk(obs)
+                times[name].append(1e3 * (time.perf_counter() - start))
+    finally:
+        torch.set_num_threads(before)
     return {
-        "latency_ms_p50": 1e3 * float(np.median(times)),
-        "latency_ms_p90": 1e3 * float(np.percentile(times, 90)),
+        name: {"latency_ms_p50": float(np.median(t)), "latency_ms_p90": float(np.percentile(t, 90))}
+        for name, t in times.items()
     }
 
 
-def profile(policy: Any, obs: dict[str, Any], repeats: int = 30) -> dict[str, float]:
-    """Parameter count and latency per action chunk (batch 1)."""
-    params = int(sum(p.numel() for p in policy.parameters())) if hasattr(policy, "parameters") else 0
-    return {"params": params, **measure_latency(policy, obs, repeats)}
+def parameter_count(policy: Any) -> int:
+    """Parameters of a torch policy (0 for the scripted ones)."""
+    return int(sum(p.numel() for p in policy.parameters())) if hasattr(policy, "parameters") else 0

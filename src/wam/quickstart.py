@@ -26,7 +26,8 @@ from wam.pipeline import (
     ensure_dataset,
     eval_cached,
     example_observation,
-    profile,
+    parameter_count,
+    round_robin_latency,
     write_json,
 )
 
@@ -159,7 +160,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     checkpoints = {cfg.preset: ckpt, **({cfg.baseline: Path(baseline_ckpt)} if cfg.baseline else {})}
     policies = {name: load_policy(path, device="cpu") for name, path in checkpoints.items()}
     obs = example_observation(data_dir)
-    profiles = {name: profile(policy, obs) for name, policy in policies.items()}
+    latency = round_robin_latency(policies, obs, threads=None)
+    profiles = {name: {"params": parameter_count(p), **latency[name]} for name, p in policies.items()}
     trained = _evaluate(cfg, cfg.preset, lambda: policies[cfg.preset], checkpoint_stamp(ckpt), cfg.workers)
     evals = {cfg.preset: trained, **evals}
     results = {
