@@ -123,9 +123,10 @@ def test_percentiles_and_memory_probe() -> None:
     probe = MemoryProbe(__import__("torch").device("cpu"))
     probe.reset()
     start = probe.current()
-    block = np.ones(64 << 20, dtype=np.uint8)  # 64 MiB, touched
-    # the resident set grows by the block and the high-water mark covers it (the mark itself may
+    block = np.ones(128 << 20, dtype=np.uint8)  # 128 MiB, touched
+    # the resident set grows by about the block (the kernel may drop a few MiB of other pages at the
+    # same time, so only half is required) and the high-water mark covers it (the mark itself may
     # stay put when an earlier test peaked higher and the kernel refused to reset it)
-    assert probe.current() - start >= 60 << 20
+    assert probe.current() - start >= 64 << 20
     assert probe.peak() >= probe.current()
     del block

@@ -124,15 +124,14 @@ def test_concurrent_clients_each_get_their_own_answers_one_inference_at_a_time()
 
 
 def test_the_event_loop_answers_health_checks_during_a_long_inference() -> None:
-    policy = EchoPolicy(delay_s=1.0)
+    policy = EchoPolicy(delay_s=3.0)
     with serving(policy) as server, PolicyClient(server.url) as client:
         slow = threading.Thread(target=client.infer, args=({"observation.state": _state(1, 1, 1, 1)},))
         slow.start()
         time.sleep(0.1)  # the inference is running
-        start = time.perf_counter()
         with urllib.request.urlopen(server.url.replace("ws://", "http://") + "/healthz", timeout=5) as r:
             assert r.status == 200 and r.read() == b"OK\n"
-        assert time.perf_counter() - start < 0.5 and slow.is_alive()
+        assert slow.is_alive()  # answered while the inference was still running
         slow.join()
 
 
