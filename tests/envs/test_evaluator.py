@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,8 @@ class WatchfulExpert(ExpertPolicy):
         self.digest = hashlib.sha256()
         self.resets = 0
 
-    def reset(self) -> None:
-        super().reset()
+    def reset(self, seeds: Sequence[int] | None = None) -> None:
+        super().reset(seeds)
         self.resets += 1
 
     def predict_action_chunk(self, obs: dict[str, Any]) -> np.ndarray:

@@ -9,7 +9,9 @@ Design:
   slot i // workers. Each tick the policy receives ONE batched observation of the whole batch
   (images float32 (B, 3, H, W) in [0, 1], states (B, S), instructions list[str]) and returns
   (B, A) actions; the workers step their envs in parallel.
-- `policy.reset()` runs at the start of each batch, and the batch keeps its composition until
+- `policy.reset(seeds=...)` runs at the start of each batch (the episodes' env seeds, so a
+  stochastic policy such as Fast-WAM draws each episode's noise from its own generator and an
+  episode's result does not depend on its batch), and the batch keeps its composition until
   every episode in it has ended: a finished env stays in the batch with its last observation
   and its actions are ignored. Action queues (`select_action`) thus stay aligned with envs.
 - Episode k of every task uses seed `seed + k` (held out from collection by default, see
@@ -142,7 +144,7 @@ def _run_batch(
         if record[i]:
             results[i].frames.append(_video_frame(observations[i], spec.cameras))
 
-    policy.reset()
+    policy.reset(seeds=seeds)  # a stochastic policy seeds each episode's sampling noise
     active = [True] * size
     while any(active):
         actions = np.asarray(policy.select_action(observations_to_batch(observations, image_keys)))  # (B, A)

@@ -17,6 +17,7 @@ implement `forward(batch) -> (loss, metrics)`.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -70,8 +71,13 @@ class Policy:
             self._queue.extend(chunk[:, i] for i in range(steps))  # each (B, A)
         return self._queue.popleft()
 
-    def reset(self) -> None:
-        """Forget queued actions (call at the start of every episode batch)."""
+    def reset(self, seeds: Sequence[int] | None = None) -> None:
+        """Forget queued actions (call at the start of every episode batch).
+
+        `seeds` (one per batch element, e.g. the episodes' env seeds) lets a stochastic policy draw
+        each element's sampling noise from its own seeded generator, so an episode's result does
+        not depend on the batch it ran in or on the global RNG; deterministic policies ignore it.
+        """
         self._queue.clear()
 
     def forward(self, batch: Batch) -> tuple[Any, dict[str, float]]:

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,17 @@ class TorchPolicy(nn.Module, Policy):
         self.normalize_targets = Normalize({"action": (self.action_dim, norm.action)}, stats)
         self.unnormalize_outputs = Unnormalize({"action": (self.action_dim, norm.action)}, stats)
         self.inference_options = InferenceOptions()  # the inference path (see `configure_inference`)
+        self._episode_generators: list[torch.Generator] | None = None
+
+    def reset(self, seeds: Sequence[int] | None = None) -> None:
+        """Forget queued actions; with `seeds`, batch element i samples from a generator seeded by seeds[i]."""
+        super().reset(seeds)
+        self._episode_generators = None if seeds is None else [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def episode_generators(self, batch_size: int) -> list[torch.Generator] | None:
+        """The per-element generators set by `reset(seeds)`, when they match `batch_size` (else None)."""
+        gens = self._episode_generators
+        return gens if gens is not None and len(gens) == batch_size else None
 
     @property
     def device(self) -> torch.device:

@@ -108,7 +108,7 @@ class PolicyClient:
             raise ServerError(f"The policy server refused the request: {reply.strip()}")
         return msgpack_numpy.unpackb(reply)
 
-    def reset(self) -> None:
+    def reset(self, seeds: object = None) -> None:
         """Nothing to forget on the client (kept for openpi's policy interface)."""
 
     def close(self) -> None:

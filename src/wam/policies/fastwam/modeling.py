@@ -169,11 +169,20 @@ class FastWAMPolicy(TorchPolicy):
         frames = tile_cameras(views, self.config.tile_layout)[:, None]  # (B, 1, 3, H, W)
         return self.codec().encode(frames).to(self.device)  # (B, C, 1, h, w)
 
-    def predict_normalized(self, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A normalised observation batch -> normalised action chunk (B, H, A), per the variant."""
+    def predict_normalized(
+        self, batch: Batch, generator: torch.Generator | list[torch.Generator] | None = None
+    ) -> torch.Tensor:
+        """A normalised observation batch -> normalised action chunk (B, H, A), per the variant.
+
+        The noise comes from `generator`, else from the generators `reset(seeds)` set for this batch
+        size (reproducible per episode), else from the global RNG.
+        """
         from wam.policies.fastwam.sampling import sample_actions
 
-        return sample_actions(self, self.current_latents(batch), self.context(batch), generator)
+        current = self.current_latents(batch)  # (B, C, 1, h, w)
+        if generator is None:
+            generator = self.episode_generators(current.shape[0])
+        return sample_actions(self, current, self.context(batch), generator)
 
     def infer_normalized(self, batch: Batch) -> torch.Tensor:
         """Inference on a normalised batch: the variant's sampler (B, H, A)."""

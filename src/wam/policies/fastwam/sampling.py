@@ -39,8 +39,15 @@ def tokens_per_frame(policy: FastWAMPolicy, latents: torch.Tensor) -> int:
     return (latents.shape[3] // ph) * (latents.shape[4] // pw)
 
 
-def _noise(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standard normal noise of `shape` (drawn on the CPU when a CPU generator is given)."""
+Generators = torch.Generator | list[torch.Generator] | None
+
+
+def _noise(shape: tuple[int, ...], like: torch.Tensor, generator: Generators) -> torch.Tensor:
+    """Standard normal noise of `shape`: from `generator`, from one generator per batch element (a
+    list of B, drawn on their device), or from the global RNG on `like`'s device."""
+    if isinstance(generator, list):
+        parts = [torch.randn(shape[1:], generator=g, device=g.device) for g in generator]
+        return torch.stack(parts).to(like.device, like.dtype)  # (B, ...)
     device = generator.device if generator is not None else like.device
     return torch.randn(shape, generator=generator, device=device).to(like.device, like.dtype)
 
@@ -149,9 +156,12 @@ def sample_actions(
     policy: FastWAMPolicy,
     current: torch.Tensor,
     context: torch.Tensor,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> torch.Tensor:
-    """Current latents (B, C, 1, h, w) and raw context (B, Lc, text_dim) -> normalised actions (B, H, A)."""
+    """Current latents (B, C, 1, h, w) and raw context (B, Lc, text_dim) -> normalised actions (B, H, A).
+
+    `generator`: one generator, one per batch element, or None for the global RNG.
+    """
     cfg = policy.config
     b = current.shape[0]
     contexts = policy.embed_context(context)  # (B, Lc, Dv), (B, Lc, Da)
