@@ -152,3 +152,30 @@ def test_dataset_checks_name_what_to_change(tiny_dataset) -> None:
     from_data = resolve_policy_config(type(policy)(**{**policy.__dict__, "image_size": None}), meta)
     assert from_data.image_size == 32 and from_data.is_resolved
     assert np.isfinite(meta.stats["action"]["q99"]).all()
+
+
+def test_checkpoints_prune_by_step_number_and_resave_a_step_safely(tmp_path) -> None:
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from wam.configs import get_preset
+    from wam.serving.loading import build_preset_policy
+    from wam.training.checkpoint import resolve_checkpoint, save_checkpoint
+
+    policy, _ = build_preset_policy("baseline-tiny", device="cpu", seed=3)
+    cfg = dataclasses.replace(get_preset("baseline-tiny"), policy=policy.config)
+    optimizer = torch.optim.AdamW(policy.parameters())
+    run = tmp_path / "run"
+    for step in (999_999, 1_000_000, 1_000_001):  # "step_1000000" < "step_999999" as text
+        save_checkpoint(run, step, policy, cfg, {}, optimizer, None, {}, keep_last=2)
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert kept == ["last", "step_1000000", "step_1000001"]
+    # the same step again: the new weights replace the old ones and nothing is left behind
+    with torch.no_grad():
+        next(policy.parameters()).add_(1.0)
+    save_checkpoint(run, 1_000_001, policy, cfg, {}, optimizer, None, {}, keep_last=2)
+    ckpt = resolve_checkpoint(run)
+    first = next(iter(policy.state_dict()))
+    assert torch.equal(load_file(ckpt / "model.safetensors")[first], policy.state_dict()[first])
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == kept

@@ -107,18 +107,25 @@ def save_checkpoint(
     (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     torch.save(optimizer.state_dict(), tmp / "training_state/optimizer.pt")
     (tmp / "training_state/state.json").write_text(json.dumps({"step": step, **extra_state}, indent=2) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
+    old = root / f".old_{step_name(step)}_{os.getpid()}"
+    if final.exists():  # the same step again (e.g. a re-run): move the old copy aside, never delete first
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
     os.replace(tmp, final)
     _write_text(root / LAST, final.name + "\n")
+    shutil.rmtree(old, ignore_errors=True)
     prune_checkpoints(root, keep_last)
     return final
+
+
+def _step_of(folder: Path) -> int:
+    return int(folder.name[5:])  # step_000123 -> 123 (numeric: names grow past six digits)
 
 
 def prune_checkpoints(root: Path, keep_last: int) -> None:
     """Delete all but the newest `keep_last` step folders (never the one `last` names)."""
     last = (root / LAST).read_text().strip() if (root / LAST).exists() else ""
-    steps = sorted(p for p in root.glob("step_*") if p.is_dir())
+    steps = sorted((p for p in root.glob("step_*") if p.is_dir() and p.name[5:].isdigit()), key=_step_of)
     for old in steps[: max(0, len(steps) - keep_last)]:
         if old.name != last:
             shutil.rmtree(old, ignore_errors=True)
