@@ -48,9 +48,10 @@ class TorchPolicy(nn.Module, Policy):
         self._episode_generators: list[torch.Generator] | None = None
 
     def reset(self, seeds: Sequence[int] | None = None) -> None:
-        """Forget queued actions; with `seeds`, batch element i samples from a generator seeded by seeds[i]."""
+        """Forget queued actions; with `seeds`, element i samples from a generator seeded by seeds[i]."""
         super().reset(seeds)
-        self._episode_generators = None if seeds is None else [torch.Generator().manual_seed(int(s)) for s in seeds]
+        gens = None if seeds is None else [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self._episode_generators = gens
 
     def episode_generators(self, batch_size: int) -> list[torch.Generator] | None:
         """The per-element generators set by `reset(seeds)`, when they match `batch_size` (else None)."""
