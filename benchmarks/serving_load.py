@@ -21,6 +21,7 @@ import logging
 import multiprocessing as mp
 import os
 import platform
+import queue
 import tempfile
 import time
 from pathlib import Path
@@ -70,13 +71,14 @@ def _request(meta: dict[str, Any], seed: int) -> dict[str, Any]:
     return request
 
 
-def _client(url: str, client_id: int, requests: int, start: Any, results: Any) -> None:
+def _client(url: str, client_id: int, requests: int, ready: Any, start: Any, results: Any) -> None:
     """Client process: `requests` sequential requests; puts its latencies and failures on `results`."""
     from wam.serving.client import PolicyClient
 
     latencies, queue_ms, failures = [], [], []
     with PolicyClient(url, connect_timeout_s=60) as client:
         request = _request(client.get_server_metadata(), seed=client_id)
+        ready.put(client_id)  # connected, waiting for the start signal
         start.wait()
         first = None
         for i in range(requests):
@@ -108,28 +110,42 @@ def _log_counts(log_path: Path) -> dict[str, int]:
     }
 
 
+def _port(server: Any, ports: Any, timeout_s: float = 300.0) -> int:
+    """The server's port once it listens; a one-line error when the server process dies first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return int(ports.get(timeout=1.0))
+        except queue.Empty:
+            if not server.is_alive():
+                code = server.exitcode
+                raise SystemExit(f"The policy server exited with code {code} before it listened.") from None
+    raise SystemExit(f"The policy server did not listen within {timeout_s:g} s.")
+
+
 def run(args: argparse.Namespace, log_path: Path) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
-    ports, start, done = ctx.Queue(), ctx.Event(), ctx.Queue()
+    ports, ready, start, done = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Queue()
     server = ctx.Process(target=_serve, args=(args.policy, args.threads, str(log_path), ports), daemon=True)
+    clients: list[Any] = []
     server.start()
     try:
-        url = f"ws://127.0.0.1:{ports.get(timeout=300)}"
-        clients = [
-            ctx.Process(target=_client, args=(url, i, args.requests, start, done), daemon=True)
-            for i in range(args.clients)
-        ]
-        for client in clients:
-            client.start()
-        time.sleep(3.0)  # every client imported, connected and waiting
+        url = f"ws://127.0.0.1:{_port(server, ports)}"
+        for i in range(args.clients):
+            clients.append(ctx.Process(target=_client, args=(url, i, args.requests, ready, start, done)))
+            clients[-1].start()
+        for _ in clients:
+            ready.get(timeout=300)  # every client imported, connected and waiting
         t0 = time.perf_counter()
         start.set()
         results = [done.get(timeout=3600) for _ in clients]
         for client in clients:
             client.join(10)
-    finally:
-        server.terminate()
-        server.join(10)
+    finally:  # on any error (or Ctrl-C) no client or server process outlives the run
+        for proc in [*clients, server]:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(10)
     wall = max(r["end"] for r in results) - t0
     latencies = 1000 * np.concatenate([r["latencies"] for r in results])
     total = args.clients * args.requests

@@ -48,6 +48,18 @@ def test_cli_writes_a_report_that_follows_the_schema(tmp_path: Path) -> None:
     assert "baseline-tiny/default" in result.output
 
 
+def test_an_entry_past_its_timeout_is_killed_and_reported() -> None:
+    from wam.bench.runner import run_bench
+
+    cfg = BenchConfig(
+        ("baseline-tiny",), device="cpu", calls=1, warmup=0, roofline=False, entry_timeout_s=0.2
+    )
+    (entry,) = run_bench(cfg)["results"]  # importing torch alone takes longer than 0.2 s
+    assert entry["latency"] is None and "ran past 0.2 s and was killed: raise --timeout" in entry["error"]
+    with pytest.raises(ValueError, match="--timeout must be > 0"):
+        BenchConfig(("baseline-tiny",), entry_timeout_s=0)
+
+
 def test_table_prints_names_with_brackets(capsys: pytest.CaptureFixture[str]) -> None:
     from wam.commands.bench import print_report
 

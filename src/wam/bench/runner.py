@@ -48,6 +48,7 @@ class BenchConfig:
     train_batch_size: int | None = None  # None: each preset's train.batch_size
     roofline: bool = True  # measure the device roofline (needed for the floor)
     isolate: bool = True  # one process per entry
+    entry_timeout_s: float = 3600.0  # wall-clock limit of one isolated entry (then it is killed, reported)
     seed: int = 0  # weights and synthetic inputs
 
     def __post_init__(self) -> None:
@@ -70,6 +71,8 @@ class BenchConfig:
             raise ValueError(f"--input {self.input} is not valid: use one of {', '.join(INPUTS)}.")
         if min(self.batch_size, self.calls, self.train_steps) < 1 or self.warmup < 0:
             raise ValueError("--batch-size, --calls and --train-steps must be >= 1, --warmup >= 0.")
+        if not self.entry_timeout_s > 0:
+            raise ValueError(f"--timeout must be > 0 seconds, got {self.entry_timeout_s}.")
 
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -115,27 +118,28 @@ def plan(cfg: BenchConfig) -> list[EntrySpec]:
     return specs
 
 
-def _run_isolated(spec: EntrySpec) -> dict[str, Any]:
-    """Run one entry in a fresh Python process and read back its result."""
+def _run_isolated(spec: EntrySpec, timeout_s: float) -> dict[str, Any]:
+    """Run one entry in a fresh Python process (killed after `timeout_s`) and read back its result."""
     with tempfile.TemporaryDirectory(prefix="wam-bench-") as tmp:
         spec_file, out_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_file.write_text(json.dumps(dataclasses.asdict(spec)))
         env = dict(os.environ)
         src = str(Path(__file__).resolve().parents[2])  # the folder holding the `wam` package
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
-        proc = subprocess.run(
-            [sys.executable, "-m", "wam.bench.entry", str(spec_file), str(out_file)],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if out_file.is_file():
-            return json.loads(out_file.read_text())
+        command = [sys.executable, "-m", "wam.bench.entry", str(spec_file), str(out_file)]
+        try:
+            proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:  # subprocess.run kills the child before raising
+            error = f"the entry process ran past {timeout_s:g} s and was killed: raise --timeout"
+        else:
+            if out_file.is_file():
+                return json.loads(out_file.read_text())
+            lines = [line for line in proc.stderr.strip().splitlines() if line.strip()] or ["(no output)"]
+            error = f"the entry process exited with code {proc.returncode}: {lines[-1].strip()}"
     from wam.bench.entry import empty_result
 
     result = empty_result(spec)
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()] or ["(no output)"]
-    result["error"] = f"the entry process exited with code {proc.returncode}: {lines[-1].strip()}"
+    result["error"] = error
     return result
 
 
@@ -156,7 +160,7 @@ def run_bench(cfg: BenchConfig, progress: Any = None) -> dict[str, Any]:
         spec.roofline = roofline
         if progress is not None:
             progress(spec)
-        results.append(_run_isolated(spec) if cfg.isolate else run_entry(spec))
+        results.append(_run_isolated(spec, cfg.entry_timeout_s) if cfg.isolate else run_entry(spec))
     first = results[0]["latency"]
     for result in results:
         if first and result["latency"]:

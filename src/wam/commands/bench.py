@@ -80,6 +80,9 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--in-process", help="Run every entry in this process (faster; CPU peaks mix)."),
         ] = False,
+        timeout: Annotated[
+            float, typer.Option(help="Seconds one entry may run in its own process before it is killed.")
+        ] = 3600.0,
         json_path: Annotated[
             Path | None, typer.Option("--json", help="Write the report here (JSON).")
         ] = None,
@@ -106,6 +109,7 @@ def register(app: typer.Typer) -> None:
             train_batch_size=train_batch_size,
             roofline=not no_roofline,
             isolate=not in_process,
+            entry_timeout_s=timeout,
         )
         console = Console(stderr=True)
         report = run_bench(cfg, progress=lambda spec: console.print(f"[dim]measuring {spec.name} ...[/dim]"))
