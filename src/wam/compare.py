@@ -17,6 +17,7 @@ Used by `benchmarks/metaworld_mt10.py` and `benchmarks/ablation_metaworld.py`.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -96,6 +97,12 @@ def train_entries(
     return done
 
 
+def _training_seconds(ckpt: Path) -> float | None:
+    """The seconds a run spent training (over its resumes), from its checkpoint; None for older runs."""
+    state = json.loads((Path(ckpt) / "training_state" / "state.json").read_text())
+    return state.get("train_s")
+
+
 def compare(
     entries: list[Entry],
     data_dir: Path,
@@ -140,6 +147,7 @@ def compare(
             "overrides": list(entry.overrides),
             "checkpoint": str(ckpt),
             "params": parameter_count(policy),
+            "train_s": _training_seconds(ckpt),
             "mean_success": ev["mean_success"],
             "tasks": {t: ev["tasks"][t]["success_rate"] for t in tasks},
         }
@@ -159,7 +167,7 @@ def compare(
         "steps": steps,
         "seed": seed,
         "dataset": str(data_dir),
-        "train_wall_s": train_s,
+        "train_wall_s": train_s,  # this invocation's (near 0 when every run was cached); per row: train_s
         "wall_s": time.perf_counter() - start,
         "rows": rows,
     }

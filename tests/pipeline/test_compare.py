@@ -48,6 +48,8 @@ def test_compare_trains_evaluates_times_and_reports(dataset: Path, tmp_path: Pat
         mp.setattr(loop, "train", forbidden)
         again = compare(entries, dataset, tmp_path, ["drawer-close-v3"], 1, 2, **kwargs)
     assert again["rows"]["chunk8"]["mean_success"] == results["rows"]["chunk8"]["mean_success"]
+    # the training time comes from the checkpoints, so a cached rerun still reports it
+    assert again["rows"]["chunk8"]["train_s"] == results["rows"]["chunk8"]["train_s"] > 0
     with pytest.raises(ValueError, match="made with other steps"):
         compare(entries, dataset, tmp_path, ["drawer-close-v3"], 1, 3, **kwargs)
 

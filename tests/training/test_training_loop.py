@@ -73,6 +73,12 @@ def test_resume_continues_exactly(tiny_dataset: Path, tmp_path: Path, extra: dic
     assert a.keys() == b.keys() == {1, 2, 3, 4}
     for step in a:
         assert a[step] == pytest.approx(b[step], abs=1e-6), step
+
+    def train_s(run: Path, step: int) -> float:
+        state = run / f"checkpoints/step_{step:06d}/training_state/state.json"
+        return json.loads(state.read_text())["train_s"]
+
+    assert 0 < train_s(parts, 2) < train_s(parts, 4)  # the training time carries over the resume
     wa = load_file(full / "checkpoints/step_000004/model.safetensors")
     wb = load_file(parts / "checkpoints/step_000004/model.safetensors")
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)

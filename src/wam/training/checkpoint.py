@@ -8,7 +8,7 @@ Layout of a run folder:
         config.json                  the type-tagged experiment config, dataset dims resolved
         stats.json                   the normalisation statistics the policy was built with
         training_state/
-            state.json               step, samples seen, world size, ...
+            state.json               step, samples seen, world size, training seconds (over resumes)
             optimizer.pt             AdamW state: a dict of tensors and numbers (torch.load weights_only)
             model_raw.safetensors    the raw (non-EMA) trainable weights, only when EMA is on
             ema.safetensors          the EMA shadow, only when EMA is on

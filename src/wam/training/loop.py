@@ -58,6 +58,7 @@ class TrainState:
     optimizer: torch.optim.Optimizer  # AdamW over the policy's trainable parameters
     ema: EMA | None  # EMA of the trainable weights, or None
     step: int = 0  # optimiser steps completed
+    train_s: float = 0.0  # wall seconds in training steps (data included; saves and evals not), all sessions
 
 
 def make_accelerator(cfg: TrainConfig) -> Any:
@@ -183,7 +184,8 @@ def _start_run(
     log = RunLog(out / "log.jsonl")
     if resume:
         ckpt = ckpt_io.resolve_checkpoint(out)
-        state.step = int(ckpt_io.load_training_state(ckpt, state.policy, state.optimizer, state.ema)["step"])
+        restored = ckpt_io.load_training_state(ckpt, state.policy, state.optimizer, state.ema)
+        state.step, state.train_s = int(restored["step"]), float(restored.get("train_s", 0.0))
         stats = json.loads((ckpt / "stats.json").read_text())
     if accelerator.is_main_process:
         if resume:
@@ -224,7 +226,7 @@ def train(
     bar = Progress(total=tc.steps, initial=state.step, enabled=main and progress)
     window, last = _Window(), next((r for r in reversed(log.records()) if "loss" in r), {})
     while state.step < end:
-        t_data = time.perf_counter()
+        t_data = t_step = time.perf_counter()
         micro = [next(batches) for _ in range(tc.grad_accum)]
         window.data_s += time.perf_counter() - t_data
         for batch in micro:
@@ -243,9 +245,14 @@ def train(
         else:
             bar.update()
         t_pause = time.perf_counter()
+        state.train_s += t_pause - t_step
         if step % tc.save_every == 0 or step == end:
             if main:
-                extra = {"samples_seen": step * tc.batch_size, "world_size": accelerator.num_processes}
+                extra = {
+                    "samples_seen": step * tc.batch_size,
+                    "world_size": accelerator.num_processes,
+                    "train_s": round(state.train_s, 3),
+                }
                 ckpt_io.save_checkpoint(
                     out, step, state.policy, cfg, stats, state.optimizer, state.ema, extra, tc.keep_last
                 )
