@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 from functools import cache
 from typing import Any
 
@@ -13,7 +14,8 @@ import torch
 
 from wam.bench import build
 from wam.bench.counting import count_call
-from wam.policies.fast_path import FastActionLoop, InferenceOptions, parse_inference_options
+from wam.policies.fast_path import TEXT_METHODS, InferenceOptions, parse_inference_options
+from wam.policies.fastwam.fast_loop import FastActionLoop
 
 PRESETS = ("baseline-tiny", "lightwam-tiny", "fastwam-tiny")
 EAGER = {"compile_backend": "eager"}  # dynamo traces the compiled functions, no C++ code generation
@@ -37,6 +39,27 @@ def fresh(name: str, options: InferenceOptions | None = None) -> tuple[Any, dict
 def chunk(policy: Any, obs: dict[str, Any]) -> np.ndarray:
     torch.manual_seed(0)  # Fast-WAM's noise
     return policy.predict_action_chunk(obs)
+
+
+def tensors(policy: Any) -> dict[str, torch.Tensor]:
+    """Copies of every parameter and buffer (persistent or not), by name."""
+    named = itertools.chain(policy.named_parameters(), policy.named_buffers())
+    return {name: t.detach().clone() for name, t in named}
+
+
+def perturbed(policy: Any) -> Any:
+    """A copy of `policy` with every parameter moved by seeded noise: other weights, same shapes."""
+    other = copy.deepcopy(policy)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for param in other.parameters():
+            param.add_(0.5 * torch.randn(param.shape, generator=gen))
+    return other
+
+
+def memo_of(policy: Any) -> Any:
+    module_name, method = TEXT_METHODS[policy.name]
+    return getattr(getattr(policy, module_name), method)
 
 
 def test_presets_and_validation() -> None:
@@ -109,10 +132,64 @@ def test_configure_undoes_the_previous_options() -> None:
     bf16 = chunk(policy, obs)
     policy.configure_inference(None)
     assert "instruction_tokens" not in vars(policy.context)
+    assert not policy.context._load_state_dict_post_hooks  # the memo's hook went with it
     assert linear.weight.dtype == torch.float32
     assert policy.normalize_inputs.features["observation__state"].offset.dtype == torch.float32
     reference = chunk(fresh("lightwam-tiny")[0], obs)
     np.testing.assert_allclose(bf16, reference, atol=0.1 * np.abs(reference).max())
+
+
+def test_bf16_switch_off_restores_the_exact_weights() -> None:
+    policy, obs = fresh("lightwam-tiny")
+    before, reference = tensors(policy), chunk(policy, obs)
+    for off in (None, InferenceOptions.plain(), InferenceOptions(text_cache=True)):
+        policy.configure_inference(InferenceOptions(bf16=True, text_cache=True))
+        assert any(p.dtype == torch.bfloat16 for p in policy.parameters())
+        chunk(policy, obs)
+        policy.configure_inference(off)
+        after = tensors(policy)
+        assert after.keys() == before.keys()
+        for name, value in before.items():  # bit for bit: a bf16 -> float32 cast would fail here
+            assert after[name].dtype == value.dtype and torch.equal(after[name], value), name
+    policy.configure_inference(None)
+    np.testing.assert_array_equal(chunk(policy, obs), reference)
+    with torch.no_grad():  # versions move (same values): a deep copy's parameters start again at 0
+        for param in policy.parameters():
+            param.mul_(1.0)
+    copied = copy.deepcopy(policy.configure_inference(InferenceOptions(bf16=True))).configure_inference(None)
+    after = tensors(copied)
+    assert all(torch.equal(after[name], value) for name, value in before.items())
+    # weights loaded while in bf16 are kept (at bf16 precision), not replaced by the stale copies
+    donor = tensors(perturbed(policy))
+    policy.configure_inference(InferenceOptions(bf16=True))
+    policy.load_state_dict({k: v for k, v in donor.items() if k in policy.state_dict()})
+    policy.configure_inference(None)
+    for name, param in policy.named_parameters():
+        rounded = donor[name].to(torch.bfloat16).to(param.dtype)  # norm weights were loaded exactly
+        assert param.dtype == before[name].dtype, name
+        assert torch.equal(param, rounded) or torch.equal(param, donor[name]), name
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_text_cache_follows_new_weights(name: str) -> None:
+    policy, obs = fresh(name, InferenceOptions(text_cache=True))
+    chunk(policy, obs)
+    assert memo_of(policy).memo  # filled
+    donor = perturbed(_policy(name)[0])
+    policy.load_state_dict(donor.state_dict())
+    assert not memo_of(policy).memo  # emptied by the load_state_dict hook
+    expected = chunk(donor.configure_inference(None), obs)
+    np.testing.assert_allclose(chunk(policy, obs), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_text_cache_follows_in_place_changes() -> None:
+    policy, obs = fresh("baseline-tiny", InferenceOptions(text_cache=True))
+    chunk(policy, obs)
+    with torch.no_grad():  # what an optimiser step does: no load_state_dict, the versions move
+        for param in policy.task.parameters():
+            param.mul_(-2.0)
+    cached = chunk(policy, obs)
+    np.testing.assert_allclose(cached, chunk(policy.configure_inference(None), obs), rtol=1e-5, atol=1e-6)
 
 
 def test_text_cache_skips_the_encoder_and_is_off_while_training() -> None:

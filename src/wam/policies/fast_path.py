@@ -5,12 +5,14 @@ Each field names one optimisation and the plain behaviour it replaces:
     attention       "sdpa": scaled_dot_product_attention picks its fused kernel (flash, memory-efficient
                     or cuDNN on CUDA; the flash kernel on a CPU); "math": SDPA's reference math kernel
     bf16            the weights cast to bfloat16 and the call run under bf16 autocast; normalisation
-                    buffers and RoPE tables stay float32, as do the returned actions (plain: float32)
+                    buffers, RoPE tables and norm weights stay float32, as do the returned actions
+                    (plain: float32); switching it off gives back the exact weights (CPU copies)
     kv_cache        Fast-WAM: the video stream runs once per chunk and its keys/values are cached for
                     the N Euler steps (plain: the video re-runs jointly with the actions at every step)
     text_cache      instruction embeddings memoised per batch of instructions across calls (eval mode
-                    only); Fast-WAM's action loop computes each layer's cross-attention keys/values once
-                    per chunk instead of once per Euler step (plain: recomputed every time)
+                    only; emptied when the encoder's weights change, `InstructionMemo`); Fast-WAM's
+                    action loop computes each layer's cross-attention keys/values once per chunk
+                    instead of once per Euler step (plain: recomputed every time)
     compile         torch.compile of the tensor-only inner functions (plain: eager): Light-WAM's
                     whole action pass (`predict_normalized`: backbone blocks, adapters, expert) as one
                     graph; Fast-WAM's video prefill and its action step; the baseline's Wan blocks
@@ -29,15 +31,11 @@ Presets: `InferenceOptions()` is the library default, what every policy uses unl
 
 Applying: `TorchPolicy.configure_inference(options)` calls `apply_inference_options`, which first
 undoes whatever a previous call installed (compiled functions, memoised methods, Fast-WAM's loop, the
-bf16 cast), then installs the new switches. The per-call switches (grad mode, attention kernel,
-autocast, threads) are entered by `inference_context` inside `predict_action_chunk`.
-
-Fast-WAM's loop (`FastActionLoop`, installed as `policy.action_loop` and called by
-`fastwam.sampling.cached_actions` when compile, cuda_graphs or text_cache is on; with kv_cache off
-the plain uncached path runs and those three switches do nothing for Fast-WAM) computes exactly
-what `mot.prefill` + `mot.cached_forward` + `euler_sample` compute, reorganised so that the step is a
-function of tensors only (compilable, capturable), with the cross-attention keys/values optionally
-hoisted out of the loop.
+bf16 cast: the parameters get back their pre-cast copies, bit for bit), then installs the new
+switches. The per-call switches (grad mode, attention kernel, autocast, threads) are entered by
+`inference_context` inside `predict_action_chunk`. Fast-WAM's own action loop (compiled step,
+cross-attention keys/values hoisted, CUDA graph) lives with that policy, in
+`wam.policies.fastwam.fast_loop`, and is imported only when a Fast-WAM policy needs it.
 
 This module imports torch only inside functions: reading `InferenceOptions` stays light.
 """
@@ -50,7 +48,7 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import torch
@@ -224,20 +222,21 @@ def inference_context(options: InferenceOptions, device: torch.device) -> Iterat
 def apply_inference_options(policy: nn.Module, options: InferenceOptions) -> None:
     """Install `options` on a TorchPolicy, after undoing what previous options installed."""
     _uninstall(policy)
-    state: dict[str, Any] = {"compiled": [], "memo": [], "methods": []}
+    state: dict[str, Any] = {"compiled": [], "memo": [], "methods": [], "masters": []}
     object.__setattr__(policy, "_fast_path_state", state)  # plain attribute, outside nn.Module's registries
     policy.inference_options = options
     if options.bf16:
-        _cast_parameters(policy, "bfloat16")
-        state["bf16"] = True
+        state["masters"] = cast_to_bf16(policy)
     if options.text_cache and policy.name in TEXT_METHODS:
         module_name, method = TEXT_METHODS[policy.name]
         module = getattr(policy, module_name)
         memo = InstructionMemo(getattr(module, method), module)
         setattr(module, method, memo)  # an instance attribute shadows the class's method
-        state["memo"].append((module, method))
+        state["memo"].append((module, method, memo))
     if policy.name == "fastwam":
         if options.compile or options.cuda_graphs or options.text_cache:
+            from wam.policies.fastwam.fast_loop import FastActionLoop  # torch-heavy: only for Fast-WAM
+
             policy.action_loop = FastActionLoop(policy, options)
     elif options.compile and policy.name in COMPILE_METHODS:
         import torch
@@ -259,33 +258,82 @@ def _uninstall(policy: nn.Module) -> None:
         return
     for module in state["compiled"]:
         module._compiled_call_impl = None  # what nn.Module.compile sets
-    for module, method in state["memo"] + state["methods"]:
+    for module, method, memo in state["memo"]:
+        memo.close()
         delattr(module, method)  # the instance attribute: the class's method shows again
+    for module, method in state["methods"]:
+        delattr(module, method)
     if getattr(policy, "action_loop", None) is not None:
         policy.action_loop = None
-    if state.get("bf16"):
-        _cast_parameters(policy, "float32")
+    restore_weights(state["masters"])
     state.clear()
 
 
-def _cast_parameters(policy: nn.Module, dtype_name: str) -> None:
-    """Cast the floating parameters in place, except those of norm layers (kept float32, as in mixed
-    precision: CPU kernels refuse a float32 input with bf16 norm weights); buffers (normalisation,
-    RoPE) are left alone."""
+def _version(tensor: torch.Tensor) -> int:
+    """The in-place version counter of a tensor (bumped by copy_, optimiser steps...); inference
+    tensors (made under torch.inference_mode) have none: 0."""
+    return 0 if tensor.is_inference() else tensor._version
+
+
+class Master(NamedTuple):
+    """A parameter cast to bfloat16 by `cast_to_bf16`, and what `restore_weights` needs to undo it."""
+
+    param: nn.Parameter  # the parameter, now bfloat16
+    copy: torch.Tensor  # its values before the cast, in their dtype, on the CPU
+    version: int  # the parameter's version right after the cast (an in-place change moves it)
+
+
+def cast_to_bf16(policy: nn.Module) -> list[Master]:
+    """Cast the floating parameters to bfloat16 in place; returns their exact copies (on the CPU).
+
+    Norm layers keep their weights, as in mixed precision (CPU kernels refuse a float32 input with
+    bf16 norm weights); buffers (normalisation, RoPE) are left alone. The copies let
+    `restore_weights` give back the weights exactly: casting bfloat16 back to float32 would not.
+    """
     import torch
     from torch import nn
 
     from wam.models.wan.blocks import RMSNorm
 
-    dtype = getattr(torch, dtype_name)
     norms = (nn.LayerNorm, nn.GroupNorm, RMSNorm)
+    masters: list[Master] = []
     with torch.no_grad():
         for module in policy.modules():
             if isinstance(module, norms):
                 continue
             for param in module.parameters(recurse=False):
-                if param.is_floating_point():
-                    param.data = param.data.to(dtype)
+                if param.is_floating_point() and param.dtype != torch.bfloat16:
+                    copy = param.detach().to("cpu", copy=True)  # a copy, even of a CPU parameter
+                    param.data = param.data.to(torch.bfloat16)  # set_data keeps the version
+                    masters.append(Master(param, copy, _version(param)))
+    return masters
+
+
+def restore_weights(masters: Sequence[Master]) -> None:
+    """Undo `cast_to_bf16`: each parameter gets its copy back, bit for bit, on the device it is on now.
+
+    A parameter changed while in bfloat16 (`load_state_dict`, an optimiser step) keeps its new
+    values, cast back to its dtype: its copy is stale.
+    """
+    import torch
+
+    with torch.no_grad():
+        for master in masters:
+            param = master.param
+            if _holds_cast_of(master):
+                param.data = master.copy.to(param.device)
+            else:
+                param.data = param.data.to(master.copy.dtype)
+
+
+def _holds_cast_of(master: Master) -> bool:
+    """True when the parameter still holds the bfloat16 cast of its copy: its version has not moved
+    since the cast, or (a deep copy starts a new version counter; a reload of the same weights moves
+    it) its values are still those of the cast."""
+    param, copy = master.param, master.copy
+    if _version(param) == master.version:
+        return True
+    return bool(param.detach().equal(copy.to(param.device, param.dtype)))
 
 
 def _compile_mode(options: InferenceOptions, policy: nn.Module) -> str | None:
@@ -303,17 +351,42 @@ def compile_targets(policy: nn.Module) -> list[nn.Module]:
 
 
 class InstructionMemo:
-    """A `(texts, device) -> tensor` method memoised per batch of instructions, in eval mode only."""
+    """A `(texts, device) -> tensor` method of `module` memoised per batch of instructions, in eval mode only.
+
+    The embeddings depend on `module`'s weights (a learned instruction table), so the memo is emptied
+    whenever they may have changed: a `load_state_dict` reaching `module` (a post-hook), and any
+    in-place change or re-allocation of its parameters or buffers (their versions and addresses are
+    compared with those of the last fill on every call).
+    """
 
     def __init__(self, fn: Callable[..., Any], module: nn.Module) -> None:
         self.fn, self.module = fn, module
         self.memo: dict[tuple, Any] = {}
+        self.stamp: tuple[tuple[int, int], ...] = ()  # the weights' (address, version) at the last fill
+        # a bound method, so that a deep copy of the module clears the copy's memo
+        self._hook = module.register_load_state_dict_post_hook(self._loaded)
+
+    def weights_stamp(self) -> tuple[tuple[int, int], ...]:
+        """(address, version) of every parameter and buffer of the module: changes with the weights."""
+        tensors = itertools.chain(self.module.parameters(), self.module.buffers())
+        return tuple((t.data_ptr(), _version(t)) for t in tensors)
+
+    def _loaded(self, module: nn.Module, incompatible_keys: Any) -> None:
+        self.memo.clear()
+
+    def close(self) -> None:
+        """Remove the load_state_dict hook (when the text cache is switched off)."""
+        self._hook.remove()
 
     def __call__(self, texts: Sequence[str], device: Any) -> Any:
         import torch
 
         if self.module.training or torch.is_grad_enabled():
             return self.fn(texts, device)  # learned embeddings change while training
+        stamp = self.weights_stamp()
+        if stamp != self.stamp:
+            self.memo.clear()
+            self.stamp = stamp
         key = (tuple(texts), str(device), torch.is_autocast_enabled())
         hit = self.memo.get(key)
         if hit is None:
@@ -321,137 +394,3 @@ class InstructionMemo:
                 self.memo.pop(next(iter(self.memo)))
             hit = self.memo[key] = self.fn(list(texts), device)
         return hit
-
-
-# ---------------------------------------------------------------------- Fast-WAM's action loop
-def _or_none(mask: torch.Tensor) -> torch.Tensor | None:
-    """None for a mask that allows everything (SDPA's unmasked kernels), as in `fastwam.sampling`."""
-    return None if bool(mask.all()) else mask
-
-
-class FastActionLoop:
-    """Fast-WAM's video prefill and N Euler steps of the action stream, with the fast-path switches.
-
-    Called as `loop(video_stream, mask, context_a, noise)` by `fastwam.sampling.cached_actions`:
-    video_stream at timestep 0 (tokens (B, Lv, Dv)), the joint mask (Lv + H, Lv + H), the action
-    stream's embedded context (B, Lc, Da) and the initial noise (B, H, A) -> actions (B, H, A).
-    """
-
-    def __init__(self, policy: nn.Module, options: InferenceOptions) -> None:
-        import torch
-
-        from wam.policies.fastwam.mot import prefill
-
-        self.policy, self.options = policy, options
-        self._graphs: dict[tuple, CapturedLoop] = {}
-        kwargs = {"backend": options.compile_backend, "dynamic": False}
-        if options.compile_backend == "inductor":
-            kwargs["mode"] = options.compile_mode
-        self.prefill = torch.compile(prefill, **kwargs) if options.compile else prefill
-        self.step = torch.compile(self.velocity, **kwargs) if options.compile else self.velocity
-
-    def __call__(
-        self, stream: Any, mask: torch.Tensor, context_a: torch.Tensor, noise: torch.Tensor
-    ) -> torch.Tensor:
-        lv = stream.tokens.shape[1]
-        cache = self.prefill(self.policy.video.blocks, stream, _or_none(mask[:lv, :lv]))  # L x (k, v)
-        rows = _or_none(mask[lv:])  # (H, Lv + H) or None
-        if self.options.cuda_graphs and noise.is_cuda:
-            key = (
-                tuple(noise.shape),
-                tuple(cache[0][0].shape),
-                tuple(context_a.shape),
-                rows is None,
-                noise.dtype,
-                cache[0][0].dtype,
-                noise.device,
-            )
-            if key not in self._graphs:
-                self._graphs[key] = CapturedLoop(self, cache, rows, context_a, noise)
-            return self._graphs[key](cache, rows, context_a, noise)
-        return self.run(cache, rows, context_a, noise)
-
-    def run(
-        self, cache: list, rows: torch.Tensor | None, context_a: torch.Tensor, noise: torch.Tensor
-    ) -> torch.Tensor:
-        """The Euler loop from noise (B, H, A) at s = 1 to actions at s = 0 (as `euler_sample`)."""
-        flow = self.policy.config.action_flow
-        levels = flow.sampling_sigmas(flow.num_inference_steps).tolist()  # (N + 1,) from 1 to 0
-        cross = None
-        if self.options.text_cache:  # per layer (k, v) of the context, (B, heads, Lc, hd): once per chunk
-            cross = [block.cross_attn.context_kv(context_a) for block in self.policy.action.blocks]
-        x = noise
-        for s_now, s_next in itertools.pairwise(levels):
-            s = x.new_full((x.shape[0],), s_now)  # (B,)
-            x = x + (s_next - s_now) * self.step(x, s, cache, rows, context_a, cross)  # (B, H, A)
-        return x
-
-    def velocity(
-        self,
-        x: torch.Tensor,
-        s: torch.Tensor,
-        cache: list,
-        rows: torch.Tensor | None,
-        context_a: torch.Tensor,
-        cross: list | None,
-    ) -> torch.Tensor:
-        """One action-stream pass over the cached video (as `mot.cached_forward`): x (B, H, A) -> velocity."""
-        import torch
-
-        from wam.models.wan.blocks import attention
-
-        policy = self.policy
-        stream = policy.action_stream(x, s, context_a)  # tokens (B, H, Da)
-        h = stream.tokens
-        for i, block in enumerate(policy.action.blocks):
-            mod = block.modulation_params(stream.t_mod)  # 6 x (B, 1, Da)
-            q, k, v = block.self_attn_qkv(h, mod, stream.rope)  # each (B, heads, H, hd)
-            k_all = torch.cat([cache[i][0], k], dim=2)  # (B, heads, Lv + H, hd)
-            v_all = torch.cat([cache[i][1], v], dim=2)  # (B, heads, Lv + H, hd)
-            h = block.self_attn_out(h, attention(q, k_all, v_all, rows), mod)  # (B, H, Da)
-            h = block.cross_attn_ffn(h, context_a, mod, None if cross is None else cross[i])  # (B, H, Da)
-        return policy.action.apply_head(h)  # (B, H, A)
-
-
-class CapturedLoop:
-    """`FastActionLoop.run` captured once as a CUDA graph over static input buffers, replayed per call.
-
-    The inputs are copied into the static buffers, the graph replays every Euler step (no Python,
-    no kernel-launch overhead), and a copy of the static output is returned.
-    """
-
-    def __init__(
-        self,
-        loop: FastActionLoop,
-        cache: list,
-        rows: torch.Tensor | None,
-        context_a: torch.Tensor,
-        noise: torch.Tensor,
-    ) -> None:
-        import torch
-
-        self.cache = [(k.clone(), v.clone()) for k, v in cache]
-        self.rows = None if rows is None else rows.clone()
-        self.context, self.noise = context_a.clone(), noise.clone()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up: lazy allocations, library workspaces, compilation
-            for _ in range(2):
-                loop.run(self.cache, self.rows, self.context, self.noise)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = loop.run(self.cache, self.rows, self.context, self.noise)  # (B, H, A)
-
-    def __call__(
-        self, cache: list, rows: torch.Tensor | None, context_a: torch.Tensor, noise: torch.Tensor
-    ) -> torch.Tensor:
-        for (k_s, v_s), (k, v) in zip(self.cache, cache, strict=True):
-            k_s.copy_(k)
-            v_s.copy_(v)
-        if self.rows is not None and rows is not None:
-            self.rows.copy_(rows)
-        self.context.copy_(context_a)
-        self.noise.copy_(noise)
-        self.graph.replay()
-        return self.out.clone()  # (B, H, A)

@@ -85,7 +85,7 @@ class TorchPolicy(nn.Module, Policy):
         """Switch the inference path (`wam.policies.fast_path`); None restores the default. Returns self.
 
         Compilation (when `options.compile`) happens lazily on the next calls; `bf16` casts the
-        weights in place (switching back casts them to float32 again).
+        weights in place (switching it off gives back the exact pre-cast weights).
         """
         apply_inference_options(self, options if options is not None else InferenceOptions())
         return self

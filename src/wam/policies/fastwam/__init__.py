@@ -9,4 +9,5 @@ conditioning.py    instruction tokens + the proprioception token (the streams' c
 modeling.py        FastWAMPolicy (streams, joint velocity, the policy contract)
 losses.py          the training loss of each variant
 sampling.py        inference of each variant (cached prefill + Euler action steps, joint, IDM)
+fast_loop.py       the fast-path action loop (compiled step, hoisted cross-attention K/V, CUDA graph)
 """
