@@ -205,3 +205,17 @@ def test_checkpoints_leave_out_the_pretrained_backbone(codec_dir: Path, tmp_path
     assert np.allclose(fresh.predict_action_chunk(obs), policy.predict_action_chunk(obs), atol=1e-5)
     with pytest.raises(ValueError, match=r"missing 'backbone\.blocks\.0\.ffn\.0\.lora_A"):
         fresh.load_checkpoint_state_dict({k: v for k, v in state.items() if "blocks.0.ffn.0.lora_A" not in k})
+
+
+def test_frozen_minilm_instructions_pad_per_instruction_and_train() -> None:
+    policy = _policy(text_encoder="minilm", text_length=12)  # the packaged MiniLM (width 384)
+    state = torch.randn(3, 4)
+    context = policy.context([TASKS[0], TASKS[1], TASKS[0]], state, torch.device("cpu"))
+    assert context.shape == (3, 12 + 1, 384)  # padded to text_length whatever the batch
+    alone = policy.context([TASKS[1]], state[1:2], torch.device("cpu"))
+    torch.testing.assert_close(context[1:2], alone)
+    torch.testing.assert_close(context[0, :12], context[2, :12])  # the same instruction, the same tokens
+    assert not any("_frozen" in key or "bert" in key for key in policy.state_dict())  # never saved
+    loss, _ = policy(_batch())
+    loss.backward()
+    assert torch.isfinite(loss)

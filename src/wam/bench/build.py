@@ -216,9 +216,8 @@ def prepare_inputs(policy: Any, target: Target, device: torch.device, input_mode
 def _seed_text(policy: Any, text: str, length: int, width: int) -> None:
     """A random (length, width) embedding memoised for `text` in the policy's frozen-encoder memo."""
     tokens = torch.randn(length, width) * 0.1
-    holder = getattr(policy, "conditioning", None)
-    memo = holder._frozen._memo if holder is not None else policy.context._memo
-    memo[text] = tokens
+    holder = getattr(policy, "conditioning", None) or policy.context  # Fast-WAM's, Light-WAM's
+    holder._frozen.memo[text] = tokens  # a `wam.policies.instructions.FrozenInstructions`
 
 
 # ---------------------------------------------------------------------- synthetic data

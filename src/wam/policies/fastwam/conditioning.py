@@ -6,70 +6,17 @@ as the original appends its projected proprioception to the (umT5) prompt embedd
 context then enters each stream through that stream's own `text_embedding` MLP, so the video and the
 action stream both cross-attend to the instruction and the state.
 
-Instruction encoders (`policy.text_encoder`):
-    learned   a trainable per-task table (`LearnedTaskEncoder`, `text_tokens` x `text_dim`), saved
-              with the policy
-    minilm    the frozen, packaged all-MiniLM-L6-v2 token states (width 384)
-    umt5      Wan's frozen umT5-XXL (width 4096) from `text_path`, optionally cached on disk
-Frozen encoders are not part of the policy's weights: they are built on first use and their token
-sequences memoised per instruction. Each instruction is cut to `text_length` tokens and zero-padded
-to exactly `text_length`, so an instruction's context does not depend on the rest of the batch (Wan's
-cross-attention reads the padding, which the original also leaves visible).
+The instruction tokens come from `wam.policies.instructions` (learned table, MiniLM or umT5, each
+instruction zero-padded to exactly `text_length` tokens).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from wam.policies.fastwam.configuration import FastWAMConfig
-
-
-class FrozenInstructions:
-    """A frozen encoder built on first use; (Lt, D) token sequences memoised per instruction (CPU)."""
-
-    def __init__(self, cfg: FastWAMConfig) -> None:
-        self.cfg = cfg
-        self.width = cfg.context_dim
-        self._encoder: Any = None
-        self._memo: dict[str, torch.Tensor] = {}
-
-    def _build(self) -> Any:
-        from wam.models.text.factory import build_text_encoder
-
-        cfg = self.cfg
-        kwargs: dict[str, Any] = {"max_length": cfg.text_length}
-        if cfg.text_encoder == "umt5":
-            if not cfg.text_path:
-                raise ValueError(
-                    "policy.text_path is unset: point it at Wan's umT5-XXL folder (diffusers, HF or .pth)."
-                )
-            kwargs["path"] = cfg.text_path
-        cache = str(Path(cfg.text_cache_dir).expanduser()) if cfg.text_cache_dir else None
-        encoder = build_text_encoder(cfg.text_encoder, cache_dir=cache, **kwargs)
-        if encoder.dim != self.width:
-            raise ValueError(
-                f"The {cfg.text_encoder} encoder gives {encoder.dim}-wide tokens, the policy expects "
-                f"{self.width}: use the standard model for this encoder."
-            )
-        return encoder
-
-    def __call__(self, texts: list[str]) -> torch.Tensor:
-        """B instructions -> float32 (B, text_length, D) on the CPU, zero-padded."""
-        missing = [t for t in dict.fromkeys(texts) if t not in self._memo]
-        if missing:
-            if self._encoder is None:
-                self._encoder = self._build()
-            for text, seq in zip(missing, self._encoder.encode(missing).sequences(), strict=True):
-                self._memo[text] = seq[: self.cfg.text_length].detach().float().cpu()  # (Lt_i, D)
-        out = torch.zeros(len(texts), self.cfg.text_length, self.width)  # (B, Lt, D)
-        for i, text in enumerate(texts):
-            seq = self._memo[text]
-            out[i, : seq.shape[0]] = seq
-        return out
+from wam.policies.instructions import FrozenInstructions, frozen_instructions, learned_instructions
 
 
 class Conditioning(nn.Module):
@@ -82,15 +29,9 @@ class Conditioning(nn.Module):
         self.encoder: nn.Module | None = None
         self._frozen: FrozenInstructions | None = None
         if cfg.text_encoder == "learned":
-            from wam.models.text.learned import LearnedTaskEncoder
-
-            if not cfg.tasks:
-                raise ValueError(
-                    "policy.tasks is empty: the learned text encoder needs the dataset's instructions."
-                )
-            self.encoder = LearnedTaskEncoder(list(cfg.tasks), dim=cfg.text_dim, tokens=cfg.text_tokens)
+            self.encoder = learned_instructions(cfg.tasks, cfg.text_dim, cfg.text_tokens)
         else:
-            self._frozen = FrozenInstructions(cfg)
+            self._frozen = frozen_instructions(cfg)
         state_dim = int(cfg.state_dim or 0)
         # original `proprio_encoder`: the normalised state as one extra context token
         self.proprio_encoder = nn.Linear(state_dim, self.width) if state_dim else None

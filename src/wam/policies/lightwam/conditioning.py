@@ -6,24 +6,16 @@ As in the authors' code, proprioception is not a video token: a Linear maps the 
 to the text width and the result is appended to the instruction's token sequence, so every block's
 cross-attention (and its LoRA) can read it, in both backbone passes.
 
-Instruction encoders (`policy.text_encoder`):
-    learned   a trainable per-instruction table (`LearnedTaskEncoder`, `text_tokens` x `text_dim`)
-    minilm    frozen all-MiniLM-L6-v2 (D 384), packaged with the library
-    umt5      frozen umT5-XXL (D 4096) from `text_path`, zero-padded to `text_length` tokens (512 =
-              what the pretrained Wan DiT saw; it cross-attends to the padding without a mask)
-Frozen encoders are built on first use (so a policy can be built without their weights, e.g. on
-the meta device), never join the policy's weights, and their outputs are memoised per instruction
-(the valid tokens only; padding is added per batch).
+The instruction tokens come from `wam.policies.instructions` (learned table, MiniLM or umT5, each
+instruction zero-padded to exactly `text_length` tokens).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import torch
 from torch import nn
 
+from wam.policies.instructions import FrozenInstructions, frozen_instructions, learned_instructions
 from wam.policies.lightwam.configuration import LightWAMConfig
 
 
@@ -35,46 +27,20 @@ class InstructionContext(nn.Module):
         self.kind = cfg.text_encoder
         self.width = cfg.context_dim
         self.cfg = cfg
+        self.encoder: nn.Module | None = None
+        self._frozen: FrozenInstructions | None = None
         if self.kind == "learned":
-            from wam.models.text.learned import LearnedTaskEncoder
-
-            if not cfg.tasks:
-                raise ValueError(
-                    "policy.tasks is empty: the learned text encoder needs the dataset's instructions."
-                )
-            self.encoder = LearnedTaskEncoder(list(cfg.tasks), dim=cfg.text_dim, tokens=cfg.text_tokens)
-        self._frozen: Any = None  # the frozen encoder, built on first use
-        self._memo: dict[str, torch.Tensor] = {}  # instruction -> its valid tokens (L_i, D), CPU
+            self.encoder = learned_instructions(cfg.tasks, cfg.text_dim, cfg.text_tokens)
+        else:
+            self._frozen = frozen_instructions(cfg)
         self.state_proj = nn.Linear(state_dim, self.width) if state_dim else None
-
-    def _frozen_encoder(self) -> Any:
-        if self._frozen is None:
-            from wam.models.text.factory import TextEncoderConfig
-
-            if self.kind == "umt5" and not self.cfg.text_path:
-                raise ValueError(
-                    "policy.text_path is unset: point it at Wan's umT5-XXL folder to encode instructions."
-                )
-            cache = str(Path(self.cfg.text_cache_dir).expanduser()) if self.cfg.text_cache_dir else None
-            self._frozen = TextEncoderConfig(
-                kind=self.kind, path=self.cfg.text_path, max_length=self.cfg.text_length, cache_dir=cache
-            ).build()
-        return self._frozen
 
     def instruction_tokens(self, texts: list[str], device: torch.device) -> torch.Tensor:
         """B instructions -> token embeddings (B, Lt, D), zeros at padding."""
-        if self.kind == "learned":
+        if self.encoder is not None:
             return self.encoder.encode(texts).tokens.to(device)  # (B, tokens, D)
-        from wam.models.text.base import TextEmbedding
-
-        missing = [t for t in dict.fromkeys(texts) if t not in self._memo]
-        if missing:
-            emb = self._frozen_encoder().encode(missing)
-            self._memo.update(
-                {t: seq.detach().cpu() for t, seq in zip(missing, emb.sequences(), strict=True)}
-            )
-        padded = TextEmbedding.from_sequences([self._memo[t] for t in texts], pad_to=self.cfg.text_length)
-        return padded.tokens.to(device=device, dtype=torch.float32)  # (B, text_length, D)
+        assert self._frozen is not None
+        return self._frozen(texts).to(device)  # (B, text_length, D)
 
     def forward(self, texts: list[str], state: torch.Tensor | None, device: torch.device) -> torch.Tensor:
         """Instructions (B) and normalised state (B, S) or None -> context (B, Lt (+1), D)."""
