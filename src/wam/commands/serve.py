@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         policy, extra = load_served_policy(source, device=device or None, codec=codec or None, seed=seed)
-        policy = configure_policy(policy, inference, opt or ())  # runs on the server's one inference thread
+        policy = configure_policy(policy, inference, opt or ())
         server = PolicyServer(policy, host=host, port=port, metadata=extra)
         warm_ms = server.warm_up()
         if warm_ms is not None:

@@ -1,6 +1,6 @@
 """Serving: any `Policy` behind openpi's websocket protocol, and a light client for robots.
 
-    server          `PolicyServer` (asyncio + websockets; inference on one worker thread), `ServerThread`
+    server          `PolicyServer` (a thread per connection, one inference at a time), `ServerThread`
     observation     the request keys of a served policy, their checks and their conversion to a batch
     loading         what `wam serve SOURCE` serves: run folders, presets, scripted policies (torch)
     client          `PolicyClient` (numpy + msgpack + websockets only), `ActionChunkBroker`

@@ -6,7 +6,8 @@ Protocol (the one `openpi_client.WebsocketClientPolicy` speaks, unchanged):
     request        a msgpack-numpy map of observations (see `wam.serving.observation`)
     reply          a msgpack-numpy map: `actions` float32 (H, A) for one observation, (B, H, A) for a
                    batch; `server_timing` {infer_ms: request decoded -> actions ready, queue_ms: wait
-                   for the inference thread, prev_total_ms: the previous request's full cycle};
+                   for the inference lock (other clients' chunks), prev_total_ms: the previous
+                   request's full cycle};
                    `policy_timing` {infer_ms: inside `predict_action_chunk`}
     error          a text frame: "Bad request: ..." (one line) for a request the policy cannot read,
                    the traceback for a failure inside the policy. openpi's client raises on a text
@@ -15,22 +16,22 @@ Protocol (the one `openpi_client.WebsocketClientPolicy` speaks, unchanged):
     GET /healthz   HTTP 200 "OK" (for load balancers and `curl`)
     `{"__ctrl__": "episode_start" | "episode_end"}` messages of newer openpi clients are acknowledged.
 
-Concurrency: one asyncio event loop handles every connection; inference runs on one worker thread
-(policies are not thread-safe, and a single CPU/GPU gains nothing from running two at once), so the
-loop keeps answering pings, health checks and new clients while a chunk is computed, and clients
-are served in arrival order. Nothing is pickled.
+Concurrency: each connection has its own thread (websockets' threaded server), which reads a
+request, runs the inference itself under one lock (policies are not thread-safe, and a single
+CPU/GPU gains nothing from running two at once) and sends the reply. So a request crosses no thread
+hand-off on the server (an event loop plus an inference thread would add two wake-ups per request,
+about 0.5 ms on a small CPU), while health checks, pings and new clients are answered during an
+inference, and queued clients wait for the lock. Nothing is pickled.
 """
 
 from __future__ import annotations
 
-import asyncio
 import http
 import logging
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -79,18 +80,15 @@ class PolicyServer:
         self.spec = ObservationSpec.from_policy(policy)
         self.metadata = {**policy_metadata(policy, self.spec), **(metadata or {})}
         self.host, self.port = host, port  # `port` becomes the bound port once serving (for port 0)
-        # inference runs here, one request at a time; a server runs once (`run` shuts it down)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wam-infer")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: Any = None
+        self._lock = threading.Lock()  # one inference at a time, whichever connection asks
+        self._server: Any = None  # the websockets server while serving
+        self._closing = threading.Event()  # `close()` was called (perhaps before the socket listened)
 
     def warm_up(self, calls: int = 2) -> float | None:
         """Run an example request `calls` times (lazy loads, allocator); returns the last call's ms.
 
         Only trainable policies are warmed: a scripted policy has nothing to load, and a seeded
-        random policy must keep its sequence for its first client. The calls run on the inference
-        thread, where the requests will run (per-thread state such as compiled CUDA graphs and
-        torch's thread settings then carries over).
+        random policy must keep its sequence for its first client.
         """
         if not hasattr(self.policy, "config"):
             return None
@@ -98,44 +96,40 @@ class PolicyServer:
         batch, _ = self.spec.prepare(self.spec.example(instructions[0]))
         policy_ms = None
         for _ in range(calls):
-            _, _, policy_ms = self._executor.submit(self._predict, batch).result()
+            with self._lock:
+                _, policy_ms = self._predict(batch)
         return policy_ms
 
     # ------------------------------------------------------------------ running
     def serve_forever(self, ready: Callable[[int], None] | None = None) -> None:
         """Serve until interrupted (Ctrl-C) or `close()`; `ready(port)` is called once listening."""
-        asyncio.run(self.run(ready))
+        from websockets.sync.server import serve
 
-    async def run(self, ready: Callable[[int], None] | None = None) -> None:
-        """Serve on the running loop; `ready(port)` is called once the socket listens."""
-        from websockets.asyncio.server import serve
-
-        self._loop = asyncio.get_running_loop()
-        try:
-            async with serve(
-                self._handler,
-                self.host,
-                self.port,
-                compression=None,
-                max_size=None,
-                process_request=_health_check,
-            ) as server:
-                self._server = server
-                self.port = int(next(iter(server.sockets)).getsockname()[1])
-                logger.info("serving %s on ws://%s:%d", self.policy.name, self.host, self.port)
-                if ready is not None:
-                    ready(self.port)
-                await server.serve_forever()
-        finally:
-            self._executor.shutdown(wait=True)
+        with serve(
+            self._handler,
+            self.host,
+            self.port,
+            compression=None,
+            max_size=None,
+            process_request=_health_check,
+        ) as server:
+            self._server = server
+            self.port = int(server.socket.getsockname()[1])
+            logger.info("serving %s on ws://%s:%d", self.policy.name, self.host, self.port)
+            if ready is not None:
+                ready(self.port)
+            if not self._closing.is_set():  # a `close()` before this point has nothing to wake
+                server.serve_forever()
 
     def close(self) -> None:
-        """Stop serving (callable from any thread): open connections are closed, `run` returns."""
-        if self._loop is not None and self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
+        """Stop serving (callable from any thread): open connections are closed, `serve_forever` returns."""
+        self._closing.set()
+        if self._server is not None:
+            self._server.shutdown()
 
     # ------------------------------------------------------------------ one connection
-    async def _handler(self, websocket: Any) -> None:
+    def _handler(self, websocket: Any) -> None:
+        """On the connection's own thread: metadata, then one reply per request until it closes."""
         from websockets.exceptions import ConnectionClosed
 
         peer = websocket.remote_address
@@ -143,17 +137,16 @@ class PolicyServer:
         packer = msgpack_numpy.Packer()
         prev_total_ms: float | None = None
         try:
-            await websocket.send(packer.pack(self.metadata))
-            async for message in websocket:
+            websocket.send(packer.pack(self.metadata))
+            for message in websocket:
                 start = time.perf_counter()
-                reply = await self._reply(message, packer, prev_total_ms, peer)
-                await websocket.send(reply)
+                websocket.send(self._reply(message, packer, prev_total_ms, peer))
                 prev_total_ms = 1000 * (time.perf_counter() - start)
         except ConnectionClosed:
             pass  # the client went away mid-reply; nothing to answer
         logger.info("client %s disconnected", peer)
 
-    async def _reply(
+    def _reply(
         self, message: bytes | str, packer: msgpack_numpy.Packer, prev_total_ms: float | None, peer: Any
     ) -> bytes | str:
         """The reply to one message: packed actions and timing, or an error text frame."""
@@ -164,8 +157,9 @@ class PolicyServer:
                 return packer.pack({"__ack__": str(request["__ctrl__"])})
             batch, batched = self.spec.prepare(request)
             queued = time.perf_counter()
-            loop = asyncio.get_running_loop()
-            actions, started, policy_ms = await loop.run_in_executor(self._executor, self._predict, batch)
+            with self._lock:
+                started = time.perf_counter()
+                actions, policy_ms = self._predict(batch)
         except RequestError as err:
             logger.warning("bad request from %s: %s", peer, err)
             return f"Bad request: {err}"
@@ -185,8 +179,8 @@ class PolicyServer:
         }
         return packer.pack(reply)
 
-    def _predict(self, batch: dict[str, Any]) -> tuple[np.ndarray, float, float]:
-        """On the inference thread: (actions float32 (B, H, A), start time, ms inside the policy)."""
+    def _predict(self, batch: dict[str, Any]) -> tuple[np.ndarray, float]:
+        """Under the lock: (actions float32 (B, H, A), ms inside the policy)."""
         started = time.perf_counter()
         actions = np.asarray(self.policy.predict_action_chunk(batch), dtype=np.float32)  # (B, H, A)
         policy_ms = 1000 * (time.perf_counter() - started)
@@ -196,7 +190,7 @@ class PolicyServer:
             raise ValueError(
                 f"{self.policy.name} returned actions shaped {actions.shape}, expected ({b}, H, {a})."
             )
-        return actions, started, policy_ms
+        return actions, policy_ms
 
 
 def _decode(message: bytes | str) -> Any:
@@ -233,7 +227,7 @@ class ServerThread:
 
     def _main(self) -> None:
         try:
-            asyncio.run(self.server.run(ready=lambda _port: self._ready.set()))
+            self.server.serve_forever(ready=lambda _port: self._ready.set())
         except BaseException as err:  # reported by `start` (the thread itself has no caller)
             self._error = err
             self._ready.set()
