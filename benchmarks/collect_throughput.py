@@ -11,7 +11,6 @@ repeats so that load from other processes spreads evenly, and medians are report
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 from wam.envs.collect import collect_metaworld
+from wam.pipeline import write_json
 
 
 def parse_args() -> argparse.Namespace:
@@ -87,11 +87,8 @@ def main() -> None:
         "platform": platform.platform(),
         "results": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "collect_throughput.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, record)
     print(f"{'workers':>7} {'render':>6} {'frames':>7} {'median s':>9} {'median frames/s':>16}")
     for row in rows:
         print(

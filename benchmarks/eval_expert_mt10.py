@@ -9,7 +9,6 @@ actions give the floor. Writes benchmarks/results/eval_expert_mt10.json and prin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import warnings
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from wam.envs.evaluator import evaluate
 from wam.envs.metaworld_tasks import MT10
+from wam.pipeline import write_json
 from wam.policies.scripted import ExpertPolicy, RandomPolicy
 
 
@@ -46,11 +46,8 @@ def main() -> None:
         "random": random,
         "expert_tasks_below_90": below,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "eval_expert_mt10.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, record)
     print(f"expert mean {100 * expert['mean_success']:.1f}%, below 90%: {below or 'none'} -> {path}")
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch
 
 from wam.bench import build
 from wam.bench.roofline import machine_info
+from wam.pipeline import write_json
 from wam.policies.fast_path import InferenceOptions
 
 TARGET_SPEEDUP = 1.5  # issue 6: the fast path at least 1.5x faster than the plain path on a CPU
@@ -192,11 +192,8 @@ def main() -> None:
         "target_speedup": TARGET_SPEEDUP,
         "results": results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"fast_path_{args.device}.json"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json(out, report)
     print(f"wrote {out}")
 
 

@@ -16,7 +16,6 @@ time requests waited for the inference thread (server `queue_ms`).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from wam.pipeline import write_json
 
 
 def parse_args() -> argparse.Namespace:
@@ -212,11 +213,8 @@ def main() -> None:
         f"{row['queue_p50_ms']:.1f}",
     )
     Console().print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "serving_load.json"
-    tmp_path = path.with_name(f".{path.name}.tmp")
-    tmp_path.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp_path, path)
+    write_json(path, result)
     print(f"wrote {path}")
 
 

@@ -18,7 +18,6 @@ of the medians and the absolute overhead are reported; the issue's target is a r
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from wam.pipeline import write_json
 
 
 def parse_args() -> argparse.Namespace:
@@ -215,11 +216,8 @@ def main() -> None:
         "wall_s": time.perf_counter() - start,
     }
     print_table(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "serving_roundtrip.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, result)
     print(f"wrote {path}")
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from wam.configs import apply_overrides, get_preset, preset_names
+from wam.pipeline import write_json
 from wam.training.loop import train
 
 
@@ -216,11 +217,8 @@ def main() -> None:
         "results": rows,
         "wall_s": wall,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "train_throughput.json"
-    tmp_path = path.with_name(path.name + ".tmp")
-    tmp_path.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp_path, path)
+    write_json(path, result)
     print_table(rows)
     print(f"wrote {path}")
 

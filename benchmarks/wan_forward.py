@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from wam.models.wan import WanDiT, count_parameters, get_wan_config
+from wam.pipeline import write_json
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -91,11 +91,8 @@ def main() -> None:
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None,
         "torch": torch.__version__,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"wan_forward_{args.preset}_{args.device.split(':')[0]}_{args.dtype}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    write_json(path, record)
     print(json.dumps(record, indent=2))
 
 

@@ -31,8 +31,9 @@ from wam.configs.base import ExperimentConfig
 
 
 def write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically (a temporary name, then a rename)."""
+    """Write a text file atomically (a temporary name, then a rename), making its folder if needed."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     tmp.replace(path)
@@ -40,7 +41,7 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (a temporary name, then a rename)."""
-    write_text(path, json.dumps(data, indent=2))
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def check_settings(path: Path, wanted: dict[str, Any]) -> None:
