@@ -210,6 +210,23 @@ def test_episode_seeds_make_each_element_reproducible_whatever_its_batch(variant
     assert not np.allclose(policy.predict_action_chunk(obs), policy.predict_action_chunk(obs), atol=1e-3)
 
 
+def test_sampling_state_is_saved_and_restored_per_caller():
+    policy, fresh = tiny_policy().eval(), tiny_policy().eval()
+    obs = batch(2)
+    obs.pop("action"), obs.pop("action_is_pad")
+    policy.reset(seeds=[3, 4])
+    mine = policy.sampling_state()
+    policy.reset(seeds=[5, 6])  # another caller's episode
+    theirs = policy.sampling_state()
+    fresh.reset(seeds=[3, 4])
+    for _ in range(2):  # my chunks continue my sequence whatever the other caller draws in between
+        policy.load_sampling_state(mine)
+        got, want = policy.predict_action_chunk(obs), fresh.predict_action_chunk(obs)
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        policy.load_sampling_state(theirs)
+        policy.predict_action_chunk(obs)
+
+
 # ------------------------------------------------------------------ training losses and variants
 @pytest.mark.parametrize("variant", ["fastwam", "joint", "idm", "no-video"])
 def test_every_variant_trains_and_predicts(variant):

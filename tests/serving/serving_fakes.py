@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -52,6 +52,38 @@ class EchoPolicy(Policy):
         finally:
             with self._lock:
                 self.active -= 1
+
+
+class NoisyPolicy(Policy):
+    """A stochastic policy with the library's seeding contract: each element's chunk is noise drawn
+    from its own generator when `reset(seeds)` set them, else from a shared global generator."""
+
+    name = "noisy"
+    chunk_size = CHUNK
+    n_action_steps = 1
+    action_dim = 4
+    state_dim = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.global_rng = np.random.default_rng(12345)
+        self._generators: list[np.random.Generator] | None = None
+
+    def reset(self, seeds: Sequence[int] | None = None) -> None:
+        super().reset(seeds)
+        self._generators = None if seeds is None else [np.random.default_rng(s) for s in seeds]
+
+    def sampling_state(self) -> list[np.random.Generator] | None:
+        return self._generators
+
+    def load_sampling_state(self, state: list[np.random.Generator] | None) -> None:
+        self._generators = state
+
+    def predict_action_chunk(self, obs: Batch) -> np.ndarray:
+        b = len(obs["observation.state"])
+        gens = self._generators if self._generators is not None and len(self._generators) == b else None
+        draws = [(gens[i] if gens else self.global_rng).standard_normal((CHUNK, 4)) for i in range(b)]
+        return np.stack(draws).astype(np.float32)  # (B, H, 4)
 
 
 class CameraPolicy(Policy):

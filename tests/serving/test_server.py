@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from serving_fakes import CHUNK, CameraPolicy, EchoPolicy, serving
+from serving_fakes import CHUNK, CameraPolicy, EchoPolicy, NoisyPolicy, serving
 
 from wam.policies.scripted import ExpertPolicy
 from wam.serving import msgpack_numpy
@@ -168,3 +168,28 @@ def test_the_served_expert_requires_the_privileged_state() -> None:
             client.infer({"observation.state": _state(0, 0, 0, 0)})
         with pytest.raises(ServerError, match=r"environment_state has shape \(4,\), expected \(39,\)"):
             client.infer({"observation.environment_state": _state(0, 0, 0, 0), "task_name": "reach-v3"})
+
+
+def test_a_seeded_reset_gives_each_connection_its_own_reproducible_noise() -> None:
+    local = NoisyPolicy()
+    local.reset(seeds=[7, 8])
+    batch = {"observation.state": np.zeros((2, 4), np.float32)}
+    expected = [local.predict_action_chunk(batch) for _ in range(3)]  # three chunks in process
+    with serving(NoisyPolicy()) as server, PolicyClient(server.url) as a, PolicyClient(server.url) as b:
+        assert a.get_server_metadata()["seeded_reset"] is True
+        a.reset(seeds=[7, 8])
+        b.reset(seeds=[1, 2])
+        got = []
+        for _ in range(3):  # the other connection's requests in between do not move a's generators
+            got.append(a.infer({"observation.state": np.zeros((2, 4), np.float32)})["actions"])
+            b.infer({"observation.state": np.zeros((2, 4), np.float32)})
+        for chunk, want in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(chunk, want)
+        a.reset()  # no seeds: nothing is sent, the generators keep going
+        unseeded = PolicyClient(server.url)  # a connection that never reset uses the global RNG
+        assert not np.allclose(
+            unseeded.infer({"observation.state": np.zeros((2, 4), np.float32)})["actions"], got[0]
+        )
+        unseeded.close()
+        with pytest.raises(ServerError, match="reset seeds must be a list of integers"):
+            a._request(msgpack_numpy.packb({"__ctrl__": "reset", "seeds": "seven"}))

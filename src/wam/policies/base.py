@@ -80,6 +80,17 @@ class Policy:
         """
         self._queue.clear()
 
+    def sampling_state(self) -> Any:
+        """What `reset(seeds)` set for the sampling noise (None for a deterministic policy).
+
+        A server holding one policy for several clients keeps each client's state and puts it back
+        with `load_sampling_state` before that client's next chunk.
+        """
+        return None
+
+    def load_sampling_state(self, state: Any) -> None:
+        """Use `state` (from `sampling_state`; None: the global RNG) for the next chunks."""
+
     def forward(self, batch: Batch) -> tuple[Any, dict[str, float]]:
         """Training loss and metrics; only trainable policies implement it."""
         raise NotImplementedError(f"{self.name} is not trainable.")

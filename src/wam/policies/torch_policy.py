@@ -53,6 +53,13 @@ class TorchPolicy(nn.Module, Policy):
         gens = None if seeds is None else [torch.Generator().manual_seed(int(s)) for s in seeds]
         self._episode_generators = gens
 
+    def sampling_state(self) -> list[torch.Generator] | None:
+        """The per-element generators `reset(seeds)` made (they advance as chunks are drawn)."""
+        return self._episode_generators
+
+    def load_sampling_state(self, state: list[torch.Generator] | None) -> None:
+        self._episode_generators = state
+
     def episode_generators(self, batch_size: int) -> list[torch.Generator] | None:
         """The per-element generators set by `reset(seeds)`, when they match `batch_size` (else None)."""
         gens = self._episode_generators

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -96,7 +97,10 @@ class PolicyClient:
 
     def infer(self, obs: dict[str, Any]) -> dict[str, Any]:
         """Send one observation (or a batch) and return the decoded reply."""
-        data = msgpack_numpy.packb(obs)
+        return self._request(msgpack_numpy.packb(obs))
+
+    def _request(self, data: bytes) -> dict[str, Any]:
+        """Send one packed message and return the decoded reply (an error frame raises)."""
         with self._lock:
             self._ws.send(data)
             try:
@@ -108,8 +112,15 @@ class PolicyClient:
             raise ServerError(f"The policy server refused the request: {reply.strip()}")
         return msgpack_numpy.unpackb(reply)
 
-    def reset(self, seeds: object = None) -> None:
-        """Nothing to forget on the client (kept for openpi's policy interface)."""
+    def reset(self, seeds: Sequence[int] | None = None) -> None:
+        """Start an episode (openpi's policy interface). With `seeds` (one per batch element), a
+        `wam serve` server seeds this connection's sampling noise, as `Policy.reset(seeds)` does in
+        process; without, nothing is sent."""
+        if seeds is None:
+            return
+        reply = self._request(msgpack_numpy.packb({"__ctrl__": "reset", "seeds": [int(s) for s in seeds]}))
+        if reply.get("__ack__") != "reset":
+            raise ServerError(f"The server did not acknowledge the seeded reset: {reply!r}.")
 
     def close(self) -> None:
         self._connection.close()

@@ -11,6 +11,7 @@ Torch-free (numpy, msgpack, websockets).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,13 @@ class RemotePolicy(Policy):
                 f"(B, H, {self.action_dim}): is it serving one batched policy?"
             )
         return actions
+
+    def reset(self, seeds: Sequence[int] | None = None) -> None:
+        """Forget queued actions; with `seeds`, the server seeds this connection's sampling noise
+        (so a stochastic policy gives over the wire what it gives in process)."""
+        super().reset(seeds)
+        if seeds is not None and self.metadata.get("seeded_reset"):
+            self.client.reset(seeds)
 
     def close(self) -> None:
         self.client.close()

@@ -15,6 +15,10 @@ Protocol (the one `openpi_client.WebsocketClientPolicy` speaks, unchanged):
                    next request.
     GET /healthz   HTTP 200 "OK" (for load balancers and `curl`)
     `{"__ctrl__": "episode_start" | "episode_end"}` messages of newer openpi clients are acknowledged.
+    `{"__ctrl__": "reset", "seeds": [int, ...]}` (this library's client, `PolicyClient.reset(seeds)`)
+                   seeds the connection's sampling noise, one seed per batch element, so a
+                   stochastic policy (Fast-WAM) gives over the wire what it gives in process; each
+                   connection keeps its own state. Without it the policy's global RNG is used.
 
 Concurrency: each connection has its own thread (websockets' threaded server), which reads a
 request, runs the inference itself under one lock (policies are not thread-safe, and a single
@@ -60,6 +64,7 @@ def policy_metadata(policy: Policy, spec: ObservationSpec) -> dict[str, Any]:
         "chunk_size": int(policy.chunk_size),
         "n_action_steps": int(policy.n_action_steps),
         "keys": spec.keys(),
+        "seeded_reset": True,  # `{"__ctrl__": "reset", "seeds": [...]}` seeds the sampling noise
         "actions": "float32 (chunk_size, action_dim); (B, chunk_size, action_dim) for a batch of B",
     }
     tasks = getattr(getattr(policy, "config", None), "tasks", ())
@@ -136,29 +141,38 @@ class PolicyServer:
         logger.info("client %s connected", peer)
         packer = msgpack_numpy.Packer()
         prev_total_ms: float | None = None
+        sampling: list[Any] = [None]  # this connection's sampling state (see `reset` above)
         try:
             websocket.send(packer.pack(self.metadata))
             for message in websocket:
                 start = time.perf_counter()
-                websocket.send(self._reply(message, packer, prev_total_ms, peer))
+                websocket.send(self._reply(message, packer, prev_total_ms, peer, sampling))
                 prev_total_ms = 1000 * (time.perf_counter() - start)
         except ConnectionClosed:
             pass  # the client went away mid-reply; nothing to answer
         logger.info("client %s disconnected", peer)
 
     def _reply(
-        self, message: bytes | str, packer: msgpack_numpy.Packer, prev_total_ms: float | None, peer: Any
+        self,
+        message: bytes | str,
+        packer: msgpack_numpy.Packer,
+        prev_total_ms: float | None,
+        peer: Any,
+        sampling: list[Any],
     ) -> bytes | str:
         """The reply to one message: packed actions and timing, or an error text frame."""
         start = time.perf_counter()
         try:
             request = _decode(message)
             if isinstance(request, dict) and "__ctrl__" in request:
+                if request["__ctrl__"] == "reset":
+                    sampling[0] = self._seeded_state(request.get("seeds"))
                 return packer.pack({"__ack__": str(request["__ctrl__"])})
             batch, batched = self.spec.prepare(request)
             queued = time.perf_counter()
             with self._lock:
                 started = time.perf_counter()
+                self.policy.load_sampling_state(sampling[0])  # this connection's noise generators
                 actions, policy_ms = self._predict(batch)
         except RequestError as err:
             logger.warning("bad request from %s: %s", peer, err)
@@ -178,6 +192,16 @@ class PolicyServer:
             "policy_timing": {"infer_ms": policy_ms},
         }
         return packer.pack(reply)
+
+    def _seeded_state(self, seeds: Any) -> Any:
+        """The sampling state `policy.reset(seeds)` makes, for one connection."""
+        if seeds is None:
+            return None
+        if not isinstance(seeds, list | tuple) or not all(isinstance(s, int) for s in seeds):
+            raise RequestError(f"reset seeds must be a list of integers, got {seeds!r}.")
+        with self._lock:
+            self.policy.reset(seeds=list(seeds))
+            return self.policy.sampling_state()
 
     def _predict(self, batch: dict[str, Any]) -> tuple[np.ndarray, float]:
         """Under the lock: (actions float32 (B, H, A), ms inside the policy)."""
