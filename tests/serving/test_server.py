@@ -123,16 +123,55 @@ def test_concurrent_clients_each_get_their_own_answers_one_inference_at_a_time()
     assert policy.calls == 6 * 15 and policy.max_active == 1
 
 
-def test_the_event_loop_answers_health_checks_during_a_long_inference() -> None:
+def test_health_checks_are_answered_during_a_long_inference() -> None:
     policy = EchoPolicy(delay_s=3.0)
     with serving(policy) as server, PolicyClient(server.url) as client:
         slow = threading.Thread(target=client.infer, args=({"observation.state": _state(1, 1, 1, 1)},))
         slow.start()
-        time.sleep(0.1)  # the inference is running
+        deadline = time.monotonic() + 10
+        while policy.active == 0 and time.monotonic() < deadline:  # the inference has started
+            time.sleep(0.01)
         with urllib.request.urlopen(server.url.replace("ws://", "http://") + "/healthz", timeout=5) as r:
             assert r.status == 200 and r.read() == b"OK\n"
-        assert slow.is_alive()  # answered while the inference was still running
+        assert policy.active == 1  # answered while the inference was still running
         slow.join()
+
+
+def test_stopping_never_hangs_and_drops_queued_requests() -> None:
+    from wam.serving.server import PolicyServer
+
+    early = PolicyServer(EchoPolicy(), host="127.0.0.1", port=0)
+    early.close()  # before it serves: serve_forever returns at once
+    done = threading.Thread(target=early.serve_forever, daemon=True)
+    done.start()
+    done.join(5)
+    assert not done.is_alive()
+
+    def announce(port: int) -> None:
+        raise BrokenPipeError("stdout closed")  # e.g. `wam serve ... | head -1`
+
+    with pytest.raises(BrokenPipeError):  # the error surfaces; the server does not hang
+        PolicyServer(EchoPolicy(), host="127.0.0.1", port=0).serve_forever(ready=announce)
+
+    policy = EchoPolicy(delay_s=0.5)
+    outcomes: list[str] = []
+
+    def ask(client: PolicyClient) -> None:
+        try:
+            client.infer({"observation.state": _state(1, 1, 1, 1)})
+            outcomes.append("answered")
+        except Exception as err:  # refused, or the connection closed while stopping
+            outcomes.append(type(err).__name__)
+
+    with serving(policy) as server:
+        clients = [PolicyClient(server.url) for _ in range(4)]
+        threads = [threading.Thread(target=ask, args=(c,)) for c in clients]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.2)  # one request runs, three wait for the lock
+    for thread in threads:
+        thread.join(10)
+    assert policy.calls < 4 and len(outcomes) == 4  # the queued requests were dropped, not run
 
 
 def test_the_client_retries_until_the_server_listens_and_times_out_when_none_does() -> None:
@@ -193,3 +232,25 @@ def test_a_seeded_reset_gives_each_connection_its_own_reproducible_noise() -> No
         unseeded.close()
         with pytest.raises(ServerError, match="reset seeds must be a list of integers"):
             a._request(msgpack_numpy.packb({"__ctrl__": "reset", "seeds": "seven"}))
+
+
+@pytest.mark.parametrize("inference_thread", [False, True])
+def test_inference_runs_on_the_connections_threads_or_on_one_inference_thread(inference_thread: bool) -> None:
+    from wam.serving.server import PolicyServer, ServerThread
+
+    threads: set[str] = set()
+
+    class Recording(EchoPolicy):
+        def predict_action_chunk(self, obs: dict) -> np.ndarray:
+            threads.add(threading.current_thread().name)
+            return super().predict_action_chunk(obs)
+
+    server = PolicyServer(Recording(), host="127.0.0.1", port=0, inference_thread=inference_thread)
+    with ServerThread(server) as running:
+        for _ in range(2):  # two connections, one after the other
+            with PolicyClient(running.url) as client:
+                client.infer({"observation.state": _state(1, 2, 3, 4)})
+    if inference_thread:  # CUDA's default: per-thread state (CUDA graphs) stays on one thread
+        assert len(threads) == 1 and next(iter(threads)).startswith("wam-infer")
+    else:  # the CPU default: each connection's own thread, no hand-off
+        assert len(threads) == 2 and not any(name.startswith("wam-infer") for name in threads)

@@ -21,11 +21,14 @@ Protocol (the one `openpi_client.WebsocketClientPolicy` speaks, unchanged):
                    connection keeps its own state. Without it the policy's global RNG is used.
 
 Concurrency: each connection has its own thread (websockets' threaded server), which reads a
-request, runs the inference itself under one lock (policies are not thread-safe, and a single
-CPU/GPU gains nothing from running two at once) and sends the reply. So a request crosses no thread
-hand-off on the server (an event loop plus an inference thread would add two wake-ups per request,
-about 0.5 ms on a small CPU), while health checks, pings and new clients are answered during an
-inference, and queued clients wait for the lock. Nothing is pickled.
+request, runs the inference under one lock (policies are not thread-safe, and a single CPU/GPU
+gains nothing from running two at once) and sends the reply. On a CPU the connection's thread runs
+the inference itself, so a request crosses no thread hand-off on the server (an event loop plus an
+inference thread would add two wake-ups per request, about 0.5 ms on a small CPU). A CUDA policy
+runs on one long-lived inference thread instead (`inference_thread`), because torch keeps
+per-thread state there (compiled CUDA graphs and their memory pools). Health checks, pings and new
+clients are answered during an inference; queued clients wait for the lock, and a stopping server
+drops the queued requests. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -77,7 +81,12 @@ class PolicyServer:
     """Serves one policy over websockets; `serve_forever()` blocks, `ServerThread` runs it aside."""
 
     def __init__(
-        self, policy: Policy, host: str = "0.0.0.0", port: int = 8000, metadata: dict[str, Any] | None = None
+        self,
+        policy: Policy,
+        host: str = "0.0.0.0",
+        port: int = 8000,
+        metadata: dict[str, Any] | None = None,
+        inference_thread: bool | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"Port {port} is out of range: use 1 to 65535 (0 picks a free one).")
@@ -88,6 +97,10 @@ class PolicyServer:
         self._lock = threading.Lock()  # one inference at a time, whichever connection asks
         self._server: Any = None  # the websockets server while serving
         self._closing = threading.Event()  # `close()` was called (perhaps before the socket listened)
+        if inference_thread is None:  # CUDA: per-thread state (compiled CUDA graphs) must stay on one thread
+            inference_thread = str(getattr(policy, "device", "cpu")).startswith("cuda")
+        # inference on one long-lived thread (a hand-off per request), or on each connection's own
+        self._inference = ThreadPoolExecutor(1, thread_name_prefix="wam-infer") if inference_thread else None
 
     def warm_up(self, calls: int = 2) -> float | None:
         """Run an example request `calls` times (lazy loads, allocator); returns the last call's ms.
@@ -102,7 +115,7 @@ class PolicyServer:
         policy_ms = None
         for _ in range(calls):
             with self._lock:
-                _, policy_ms = self._predict(batch)
+                _, policy_ms = self._run_predict(batch)
         return policy_ms
 
     # ------------------------------------------------------------------ running
@@ -118,13 +131,23 @@ class PolicyServer:
             max_size=None,
             process_request=_health_check,
         ) as server:
+            # websockets' `shutdown` (also the `with` exit) waits until `serve_forever` has run: it
+            # always runs, at once returning on a closed socket when stopping before it began
             self._server = server
-            self.port = int(server.socket.getsockname()[1])
-            logger.info("serving %s on ws://%s:%d", self.policy.name, self.host, self.port)
-            if ready is not None:
-                ready(self.port)
-            if not self._closing.is_set():  # a `close()` before this point has nothing to wake
+            try:
+                self.port = int(server.socket.getsockname()[1])
+                logger.info("serving %s on ws://%s:%d", self.policy.name, self.host, self.port)
+                if ready is not None:
+                    ready(self.port)
+            except BaseException:  # e.g. Ctrl-C or a closed stdout while announcing the port
+                server.socket.close()
                 server.serve_forever()
+                raise
+            if self._closing.is_set():  # `close()` came before `_server` was set: nothing woke it
+                server.socket.close()
+            server.serve_forever()
+        if self._inference is not None:
+            self._inference.shutdown(wait=True)
 
     def close(self) -> None:
         """Stop serving (callable from any thread): open connections are closed, `serve_forever` returns."""
@@ -172,8 +195,10 @@ class PolicyServer:
             queued = time.perf_counter()
             with self._lock:
                 started = time.perf_counter()
+                if self._closing.is_set():  # stopping: do not run the queued requests
+                    return "The policy server is shutting down: reconnect to another one."
                 self.policy.load_sampling_state(sampling[0])  # this connection's noise generators
-                actions, policy_ms = self._predict(batch)
+                actions, policy_ms = self._run_predict(batch)
         except RequestError as err:
             logger.warning("bad request from %s: %s", peer, err)
             return f"Bad request: {err}"
@@ -202,6 +227,12 @@ class PolicyServer:
         with self._lock:
             self.policy.reset(seeds=list(seeds))
             return self.policy.sampling_state()
+
+    def _run_predict(self, batch: dict[str, Any]) -> tuple[np.ndarray, float]:
+        """`_predict` on this thread, or on the inference thread when there is one."""
+        if self._inference is None:
+            return self._predict(batch)
+        return self._inference.submit(self._predict, batch).result()
 
     def _predict(self, batch: dict[str, Any]) -> tuple[np.ndarray, float]:
         """Under the lock: (actions float32 (B, H, A), ms inside the policy)."""
