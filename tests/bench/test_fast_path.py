@@ -170,6 +170,21 @@ def test_bf16_switch_off_restores_the_exact_weights() -> None:
         assert torch.equal(param, rounded) or torch.equal(param, donor[name]), name
 
 
+def test_a_one_shot_bf16_configuration_keeps_no_float32_copies() -> None:
+    from wam.policies.fast_path import configure_policy
+
+    policy, obs = fresh("lightwam-tiny")
+    before = tensors(policy)
+    configure_policy(policy, "default", ["bf16=true"])  # what `wam serve/eval --opt bf16=true` do
+    masters = policy._fast_path_state["masters"]
+    assert masters and all(m.copy is None for m in masters)  # no host copy of the model
+    chunk(policy, obs)
+    policy.configure_inference(None)  # switching off still gives float32, at bf16 precision
+    for name, value in tensors(policy).items():
+        assert value.dtype == before[name].dtype, name
+        torch.testing.assert_close(value, before[name], rtol=1e-2, atol=1e-2)
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_text_cache_follows_new_weights(name: str) -> None:
     policy, obs = fresh(name, InferenceOptions(text_cache=True))

@@ -193,7 +193,8 @@ def configure_policy(policy: Any, preset: str = "default", overrides: Sequence[s
             )
         return policy
     device = next(policy.parameters()).device.type
-    return configure(parse_inference_options(preset, overrides, device))
+    # a CLI configures once: no float32 copies are kept for a bf16 switch-off that never comes
+    return configure(parse_inference_options(preset, overrides, device), restorable=False)
 
 
 # ---------------------------------------------------------------------- per call
@@ -219,14 +220,18 @@ def inference_context(options: InferenceOptions, device: torch.device) -> Iterat
 
 
 # ---------------------------------------------------------------------- installing the switches
-def apply_inference_options(policy: nn.Module, options: InferenceOptions) -> None:
-    """Install `options` on a TorchPolicy, after undoing what previous options installed."""
+def apply_inference_options(policy: nn.Module, options: InferenceOptions, restorable: bool = True) -> None:
+    """Install `options` on a TorchPolicy, after undoing what previous options installed.
+
+    `restorable`: keep CPU copies of the weights bf16 casts, so that switching bf16 off gives them
+    back exactly (False saves that host memory, a full float32 model; switching off then casts back).
+    """
     _uninstall(policy)
     state: dict[str, Any] = {"compiled": [], "memo": [], "methods": [], "masters": []}
     object.__setattr__(policy, "_fast_path_state", state)  # plain attribute, outside nn.Module's registries
     policy.inference_options = options
     if options.bf16:
-        state["masters"] = cast_to_bf16(policy)
+        state["masters"] = cast_to_bf16(policy, keep_copies=restorable)
     if options.text_cache and policy.name in TEXT_METHODS:
         module_name, method = TEXT_METHODS[policy.name]
         module = getattr(policy, module_name)
@@ -279,16 +284,18 @@ class Master(NamedTuple):
     """A parameter cast to bfloat16 by `cast_to_bf16`, and what `restore_weights` needs to undo it."""
 
     param: nn.Parameter  # the parameter, now bfloat16
-    copy: torch.Tensor  # its values before the cast, in their dtype, on the CPU
+    dtype: torch.dtype  # its dtype before the cast
+    copy: torch.Tensor | None  # its values before the cast, on the CPU (None: not kept)
     version: int  # the parameter's version right after the cast (an in-place change moves it)
 
 
-def cast_to_bf16(policy: nn.Module) -> list[Master]:
-    """Cast the floating parameters to bfloat16 in place; returns their exact copies (on the CPU).
+def cast_to_bf16(policy: nn.Module, keep_copies: bool = True) -> list[Master]:
+    """Cast the floating parameters to bfloat16 in place; returns what `restore_weights` needs.
 
     Norm layers keep their weights, as in mixed precision (CPU kernels refuse a float32 input with
-    bf16 norm weights); buffers (normalisation, RoPE) are left alone. The copies let
-    `restore_weights` give back the weights exactly: casting bfloat16 back to float32 would not.
+    bf16 norm weights); buffers (normalisation, RoPE) are left alone. With `keep_copies` the exact
+    pre-cast values are kept on the CPU, so `restore_weights` gives them back bit for bit (casting
+    bfloat16 back would not); without, no host memory is spent and restoring casts back.
     """
     import torch
     from torch import nn
@@ -303,9 +310,10 @@ def cast_to_bf16(policy: nn.Module) -> list[Master]:
                 continue
             for param in module.parameters(recurse=False):
                 if param.is_floating_point() and param.dtype != torch.bfloat16:
-                    copy = param.detach().to("cpu", copy=True)  # a copy, even of a CPU parameter
+                    dtype = param.dtype
+                    copy = param.detach().to("cpu", copy=True) if keep_copies else None  # even on a CPU
                     param.data = param.data.to(torch.bfloat16)  # set_data keeps the version
-                    masters.append(Master(param, copy, _version(param)))
+                    masters.append(Master(param, dtype, copy, _version(param)))
     return masters
 
 
@@ -320,10 +328,10 @@ def restore_weights(masters: Sequence[Master]) -> None:
     with torch.no_grad():
         for master in masters:
             param = master.param
-            if _holds_cast_of(master):
+            if master.copy is not None and _holds_cast_of(master):
                 param.data = master.copy.to(param.device)
             else:
-                param.data = param.data.to(master.copy.dtype)
+                param.data = param.data.to(master.dtype)
 
 
 def _holds_cast_of(master: Master) -> bool:
@@ -331,6 +339,7 @@ def _holds_cast_of(master: Master) -> bool:
     since the cast, or (a deep copy starts a new version counter; a reload of the same weights moves
     it) its values are still those of the cast."""
     param, copy = master.param, master.copy
+    assert copy is not None
     if _version(param) == master.version:
         return True
     return bool(param.detach().equal(copy.to(param.device, param.dtype)))

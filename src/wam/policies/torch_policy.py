@@ -88,13 +88,18 @@ class TorchPolicy(nn.Module, Policy):
             out["task"] = [out["task"]]
         return out
 
-    def configure_inference(self, options: InferenceOptions | None = None) -> TorchPolicy:
+    def configure_inference(
+        self, options: InferenceOptions | None = None, restorable: bool = True
+    ) -> TorchPolicy:
         """Switch the inference path (`wam.policies.fast_path`); None restores the default. Returns self.
 
         Compilation (when `options.compile`) happens lazily on the next calls; `bf16` casts the
-        weights in place (switching it off gives back the exact pre-cast weights).
+        weights in place. Switching it off gives back the exact pre-cast weights, from CPU copies
+        kept meanwhile; `restorable=False` keeps none (a full float32 model less of host memory)
+        and switching off then casts back.
         """
-        apply_inference_options(self, options if options is not None else InferenceOptions())
+        options = options if options is not None else InferenceOptions()
+        apply_inference_options(self, options, restorable=restorable)
         return self
 
     def predict_action_chunk(self, obs: Batch) -> np.ndarray:
