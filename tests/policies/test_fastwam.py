@@ -225,6 +225,9 @@ def test_sampling_state_is_saved_and_restored_per_caller():
         np.testing.assert_allclose(got, want, atol=1e-6)
         policy.load_sampling_state(theirs)
         policy.predict_action_chunk(obs)
+    policy.reset(seeds=[1, 2, 3])
+    with pytest.raises(ValueError, match="reset with 3 seeds but got a batch of 2"):
+        policy.predict_action_chunk(obs)
 
 
 # ------------------------------------------------------------------ training losses and variants

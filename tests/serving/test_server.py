@@ -212,26 +212,26 @@ def test_the_served_expert_requires_the_privileged_state() -> None:
 def test_a_seeded_reset_gives_each_connection_its_own_reproducible_noise() -> None:
     local = NoisyPolicy()
     local.reset(seeds=[7, 8])
-    batch = {"observation.state": np.zeros((2, 4), np.float32)}
-    expected = [local.predict_action_chunk(batch) for _ in range(3)]  # three chunks in process
+    zeros = {"observation.state": np.zeros((2, 4), np.float32)}
+    expected = [local.predict_action_chunk(zeros) for _ in range(4)]  # four chunks in process
     with serving(NoisyPolicy()) as server, PolicyClient(server.url) as a, PolicyClient(server.url) as b:
         assert a.get_server_metadata()["seeded_reset"] is True
         a.reset(seeds=[7, 8])
         b.reset(seeds=[1, 2])
         got = []
         for _ in range(3):  # the other connection's requests in between do not move a's generators
-            got.append(a.infer({"observation.state": np.zeros((2, 4), np.float32)})["actions"])
-            b.infer({"observation.state": np.zeros((2, 4), np.float32)})
-        for chunk, want in zip(got, expected, strict=True):
+            got.append(a.infer(zeros)["actions"])
+            b.infer(zeros)
+        for chunk, want in zip(got, expected[:3], strict=True):
             np.testing.assert_array_equal(chunk, want)
-        a.reset()  # no seeds: nothing is sent, the generators keep going
-        unseeded = PolicyClient(server.url)  # a connection that never reset uses the global RNG
-        assert not np.allclose(
-            unseeded.infer({"observation.state": np.zeros((2, 4), np.float32)})["actions"], got[0]
-        )
-        unseeded.close()
+        a.reset()  # no seeds: back to the global RNG, as in process
+        assert not np.allclose(a.infer(zeros)["actions"], expected[3])
         with pytest.raises(ServerError, match="reset seeds must be a list of integers"):
             a._request(msgpack_numpy.packb({"__ctrl__": "reset", "seeds": "seven"}))
+        a._metadata = {**a._metadata, "seeded_reset": False}  # what openpi's server would say
+        a.reset()  # sends nothing
+        with pytest.raises(ServerError, match="cannot seed its sampling noise"):
+            a.reset(seeds=[1, 2])
 
 
 @pytest.mark.parametrize("inference_thread", [False, True])

@@ -61,9 +61,14 @@ class TorchPolicy(nn.Module, Policy):
         self._episode_generators = state
 
     def episode_generators(self, batch_size: int) -> list[torch.Generator] | None:
-        """The per-element generators set by `reset(seeds)`, when they match `batch_size` (else None)."""
+        """The per-element generators set by `reset(seeds)` (None: none were set, use the global RNG)."""
         gens = self._episode_generators
-        return gens if gens is not None and len(gens) == batch_size else None
+        if gens is not None and len(gens) != batch_size:
+            raise ValueError(
+                f"{self.name} was reset with {len(gens)} seeds but got a batch of {batch_size}: "
+                "reset with one seed per batch element (or with none for the global RNG)."
+            )
+        return gens
 
     @property
     def device(self) -> torch.device:

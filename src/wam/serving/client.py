@@ -113,12 +113,18 @@ class PolicyClient:
         return msgpack_numpy.unpackb(reply)
 
     def reset(self, seeds: Sequence[int] | None = None) -> None:
-        """Start an episode (openpi's policy interface). With `seeds` (one per batch element), a
-        `wam serve` server seeds this connection's sampling noise, as `Policy.reset(seeds)` does in
-        process; without, nothing is sent."""
-        if seeds is None:
+        """Start an episode (openpi's policy interface), as `Policy.reset(seeds)` does in process.
+
+        A `wam serve` server (metadata `seeded_reset`) seeds this connection's sampling noise, one
+        seed per batch element, or goes back to its global RNG without seeds. Other servers (openpi's)
+        are sent nothing; asking them for seeds is an error.
+        """
+        if not self._metadata.get("seeded_reset"):
+            if seeds is not None:
+                raise ServerError("This policy server cannot seed its sampling noise: use `wam serve`.")
             return
-        reply = self._request(msgpack_numpy.packb({"__ctrl__": "reset", "seeds": [int(s) for s in seeds]}))
+        seed_list = None if seeds is None else [int(s) for s in seeds]
+        reply = self._request(msgpack_numpy.packb({"__ctrl__": "reset", "seeds": seed_list}))
         if reply.get("__ack__") != "reset":
             raise ServerError(f"The server did not acknowledge the seeded reset: {reply!r}.")
 

@@ -69,7 +69,7 @@ class RemotePolicy(Policy):
         """Forget queued actions; with `seeds`, the server seeds this connection's sampling noise
         (so a stochastic policy gives over the wire what it gives in process)."""
         super().reset(seeds)
-        if seeds is not None and self.metadata.get("seeded_reset"):
+        if self.metadata.get("seeded_reset"):
             self.client.reset(seeds)
 
     def close(self) -> None:
