@@ -396,7 +396,8 @@ class InstructionMemo:
         if stamp != self.stamp:
             self.memo.clear()
             self.stamp = stamp
-        key = (tuple(texts), str(device), torch.is_autocast_enabled())
+        autocast = torch.is_autocast_enabled(torch.device(device).type)  # CPU autocast counts too
+        key = (tuple(texts), str(device), autocast)
         hit = self.memo.get(key)
         if hit is None:
             if len(self.memo) >= MEMO_SIZE:

@@ -58,7 +58,7 @@ class TrainState:
     optimizer: torch.optim.Optimizer  # AdamW over the policy's trainable parameters
     ema: EMA | None  # EMA of the trainable weights, or None
     step: int = 0  # optimiser steps completed
-    train_s: float = 0.0  # wall seconds in training steps (data included; saves and evals not), all sessions
+    train_s: float = 0.0  # wall seconds in data + steps (not logs, plots, saves, evals), over resumes
 
 
 def make_accelerator(cfg: TrainConfig) -> Any:
@@ -233,6 +233,7 @@ def train(
             check_finite(batch, state.step + 1)  # on the CPU copy: no device sync
         micro = [to_device(batch, accelerator.device) for batch in micro]
         window.add(train_step(state, micro, tc, accelerator))
+        state.train_s += time.perf_counter() - t_step  # data + step; logging, plots, saves excluded
         step = state.step
         if step % tc.log_every == 0 or step == end:
             last = window.record(step, tc.batch_size, len(dataset), accelerator)
@@ -245,7 +246,6 @@ def train(
         else:
             bar.update()
         t_pause = time.perf_counter()
-        state.train_s += t_pause - t_step
         if step % tc.save_every == 0 or step == end:
             if main:
                 extra = {
