@@ -179,3 +179,9 @@ def test_checkpoints_prune_by_step_number_and_resave_a_step_safely(tmp_path) -> 
     first = next(iter(policy.state_dict()))
     assert torch.equal(load_file(ckpt / "model.safetensors")[first], policy.state_dict()[first])
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == kept
+    # a crash between the two renames of a re-save: `last` names a folder that is set aside
+    root = run / "checkpoints"
+    (root / "step_1000001").rename(root / ".old_step_1000001_999999")
+    assert resolve_checkpoint(run) == root / ".old_step_1000001_999999"
+    save_checkpoint(run, 1_000_002, policy, cfg, {}, optimizer, None, {}, keep_last=2)  # clears it
+    assert sorted(p.name for p in root.iterdir()) == ["last", "step_1000000", "step_1000002"]

@@ -17,7 +17,9 @@ Layout of a run folder:
 Nothing is pickled. The learning rate is a function of the step and the random state of every
 step is reseeded from (seed, step, rank) by the loop, so the step number restores both.
 A checkpoint is written into a temporary folder and renamed when complete; `last` is replaced
-atomically, and only the newest `keep_last` checkpoints are kept.
+atomically, and only the newest `keep_last` checkpoints are kept. Re-saving a step first sets the old
+copy aside (`.old_step_*`); should a crash strike between the two renames, `resolve_checkpoint` finds
+the set-aside copy, and the next save clears such leftovers.
 
 A policy may define `checkpoint_state_dict()` / `load_checkpoint_state_dict(sd)` to save only what
 cannot be rebuilt (e.g. LoRA and heads, not a frozen pretrained backbone); the defaults are the
@@ -123,8 +125,12 @@ def _step_of(folder: Path) -> int:
 
 
 def prune_checkpoints(root: Path, keep_last: int) -> None:
-    """Delete all but the newest `keep_last` step folders (never the one `last` names)."""
+    """Delete all but the newest `keep_last` step folders (never the one `last` names), and the
+    half-written or set-aside copies other (crashed) processes left behind."""
     last = (root / LAST).read_text().strip() if (root / LAST).exists() else ""
+    for stale in [*root.glob(".tmp_step_*"), *root.glob(".old_step_*")]:
+        if stale.is_dir() and not stale.name.endswith(f"_{os.getpid()}"):
+            shutil.rmtree(stale, ignore_errors=True)
     steps = sorted((p for p in root.glob("step_*") if p.is_dir() and p.name[5:].isdigit()), key=_step_of)
     for old in steps[: max(0, len(steps) - keep_last)]:
         if old.name != last:
@@ -142,6 +148,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
             ckpt = root / pointer.read_text().strip()
             if (ckpt / "model.safetensors").is_file():
                 return ckpt
+            # a crash while re-saving that step left the previous copy set aside: use it
+            aside = sorted(root.glob(f".old_{ckpt.name}_*"), key=lambda p: p.stat().st_mtime)
+            aside = [p for p in aside if (p / "model.safetensors").is_file()]
+            if aside:
+                return aside[-1]
             raise FileNotFoundError(
                 f"{pointer} names {ckpt.name}, which is missing: point it at an existing step_*."
             )
