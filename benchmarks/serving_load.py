@@ -111,17 +111,21 @@ def _log_counts(log_path: Path) -> dict[str, int]:
     }
 
 
-def _port(server: Any, ports: Any, timeout_s: float = 300.0) -> int:
-    """The server's port once it listens; a one-line error when the server process dies first."""
+def _gather(source: Any, count: int, watched: list[Any], what: str, timeout_s: float) -> list[Any]:
+    """`count` items from the queue `source`; a one-line error as soon as a watched process dies
+    with an error first (instead of waiting out the timeout)."""
+    items: list[Any] = []
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while len(items) < count:
         try:
-            return int(ports.get(timeout=1.0))
+            items.append(source.get(timeout=1.0))
         except queue.Empty:
-            if not server.is_alive():
-                code = server.exitcode
-                raise SystemExit(f"The policy server exited with code {code} before it listened.") from None
-    raise SystemExit(f"The policy server did not listen within {timeout_s:g} s.")
+            failed = [proc for proc in watched if not proc.is_alive() and proc.exitcode != 0]
+            if failed:
+                raise SystemExit(f"{what}: a process exited with code {failed[0].exitcode} first.") from None
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{what}: no answer within {timeout_s:g} s.") from None
+    return items
 
 
 def run(args: argparse.Namespace, log_path: Path) -> dict[str, Any]:
@@ -131,15 +135,15 @@ def run(args: argparse.Namespace, log_path: Path) -> dict[str, Any]:
     clients: list[Any] = []
     server.start()
     try:
-        url = f"ws://127.0.0.1:{_port(server, ports)}"
+        (port,) = _gather(ports, 1, [server], "The policy server did not listen", 300)
+        url = f"ws://127.0.0.1:{port}"
         for i in range(args.clients):
             clients.append(ctx.Process(target=_client, args=(url, i, args.requests, ready, start, done)))
             clients[-1].start()
-        for _ in clients:
-            ready.get(timeout=300)  # every client imported, connected and waiting
+        _gather(ready, len(clients), [server, *clients], "The clients did not connect", 300)
         t0 = time.perf_counter()
         start.set()
-        results = [done.get(timeout=3600) for _ in clients]
+        results = _gather(done, len(clients), [server, *clients], "The clients did not finish", 3600)
         for client in clients:
             client.join(10)
     finally:  # on any error (or Ctrl-C) no client or server process outlives the run
