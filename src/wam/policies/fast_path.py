@@ -140,30 +140,14 @@ def _can_compile(kind: str) -> bool:
     return any(shutil.which(cc) for cc in ("g++", "c++", "clang++"))
 
 
-def _parse_value(name: str, text: str, kind: Any) -> Any:
-    low = text.strip().lower()
-    if kind in (bool, "bool"):
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"Inference option {name}={text!r} is not a boolean: use true or false.")
-    if kind in ("int | None",):
-        if low in ("none", "null", ""):
-            return None
-        try:
-            return int(low)
-        except ValueError:
-            raise ValueError(f"Inference option {name}={text!r} is not an integer: e.g. {name}=1.") from None
-    return text.strip()
-
-
 def parse_inference_options(
     preset: str = "default", overrides: Sequence[str] = (), device: str = "cpu"
 ) -> InferenceOptions:
     """A preset ("default", "plain", "fast") with `name=value` overrides, e.g. ["compile=false"]."""
+    from wam.configs.serialize import field_types, parse_value
+
     options = InferenceOptions.preset(preset, device)
-    fields = {f.name: f.type for f in dataclasses.fields(InferenceOptions)}
+    fields = field_types(InferenceOptions)
     changes: dict[str, Any] = {}
     for item in overrides:
         name, sep, text = item.partition("=")
@@ -174,7 +158,7 @@ def parse_inference_options(
             close = difflib.get_close_matches(name, list(fields), n=1)
             hint = f"did you mean {close[0]}?" if close else f"use one of {', '.join(fields)}."
             raise ValueError(f"Unknown inference option {item!r} (write name=value): {hint}")
-        changes[name] = _parse_value(name, text, fields[name])
+        changes[name] = parse_value(text, fields[name], f"--opt {name}")  # as `--set` parses
     return dataclasses.replace(options, **changes)
 
 
