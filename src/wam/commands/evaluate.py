@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import warnings
-from typing import Annotated
 
 import typer
 
+from wam.commands.inference_flags import InferenceOverrides, InferencePreset
 from wam.envs.seeds import EVAL_SEED_START
 
 
@@ -26,14 +26,8 @@ def register(app: typer.Typer) -> None:
         videos: int = typer.Option(2, help="Videos recorded per task (the first episodes)."),
         max_steps: int = typer.Option(500, help="Episode horizon."),
         batch_size: int = typer.Option(0, help="Envs per lockstep batch (0: all episodes of a task, <= 50)."),
-        inference: str = typer.Option(
-            "default",
-            help="Inference path of a trained policy: default, plain or fast (wam.policies.fast_path).",
-        ),
-        opt: Annotated[
-            list[str] | None,
-            typer.Option(help="Inference option name=value (repeatable), e.g. --opt compile=false."),
-        ] = None,
+        inference: InferencePreset = "default",
+        opt: InferenceOverrides = None,
     ) -> None:
         """Evaluate a policy on Meta-World; writes results.json and videos, prints a table."""
         from wam.envs.evaluator import evaluate

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import errno
-from typing import Annotated
 
 import typer
+
+from wam.commands.inference_flags import InferenceOverrides, InferencePreset
 
 
 def register(app: typer.Typer) -> None:
@@ -23,14 +24,8 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("", help="Torch device (default: cuda when available, else cpu)."),
         codec: str = typer.Option("", help="Latent codec folder for a preset that reads latents."),
         seed: int = typer.Option(0, help="Seed of a preset's untrained weights."),
-        inference: str = typer.Option(
-            "default",
-            help="Inference path of a torch policy: default, plain or fast (wam.policies.fast_path).",
-        ),
-        opt: Annotated[
-            list[str] | None,
-            typer.Option(help="Inference option name=value (repeatable), e.g. --opt compile=false."),
-        ] = None,
+        inference: InferencePreset = "default",
+        opt: InferenceOverrides = None,
     ) -> None:
         """Serve a policy to robots and simulators (openpi-client compatible); Ctrl-C stops."""
         import logging
