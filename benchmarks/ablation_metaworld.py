@@ -23,10 +23,9 @@ from wam.compare import (
     add_benchmark_arguments,
     compare,
     markdown_table,
-    plot_success_latency,
-    print_table,
+    write_report,
 )
-from wam.pipeline import ensure_codec, ensure_dataset, write_json, write_text
+from wam.pipeline import ensure_codec, ensure_dataset
 
 RESULTS = Path(__file__).parent / "results"
 TASKS = ("reach-v3", "drawer-close-v3", "button-press-topdown-v3")  # the quickstart's tasks
@@ -85,17 +84,11 @@ def main() -> None:
     )
     results.update(benchmark="ablation_metaworld", total_wall_s=time.perf_counter() - start, args=vars(args))
 
-    RESULTS.mkdir(exist_ok=True)
-    write_json(RESULTS / "ablation_metaworld.json", results)
     title = (
         f"Ablation on Meta-World ({', '.join(tasks)}), {args.steps} steps, {args.eval_episodes} episodes/task"
     )
-    write_text(
-        RESULTS / "ablation_metaworld.md",
-        f"# {title}\n\n" + paper_table(results) + "\n## Per task\n\n" + markdown_table(results),
-    )
-    plot_success_latency(results, RESULTS / "ablation_metaworld.png", "Fast-WAM ablation on Meta-World")
-    print_table(results, title)
+    markdown = paper_table(results) + "\n## Per task\n\n" + markdown_table(results)
+    write_report(results, RESULTS / "ablation_metaworld", title, markdown, "Fast-WAM ablation on Meta-World")
     print(f"total {results['total_wall_s'] / 60:.1f} min; wrote {RESULTS / 'ablation_metaworld.json'}")
 
 

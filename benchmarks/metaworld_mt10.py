@@ -20,11 +20,10 @@ from wam.compare import (
     add_benchmark_arguments,
     compare,
     markdown_table,
-    plot_success_latency,
-    print_table,
+    write_report,
 )
 from wam.envs.metaworld_tasks import MT10
-from wam.pipeline import ensure_codec, ensure_dataset, write_json, write_text
+from wam.pipeline import ensure_codec, ensure_dataset
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -44,14 +43,10 @@ def main() -> None:
     )
     results.update(benchmark="metaworld_mt10", total_wall_s=time.perf_counter() - start, args=vars(args))
 
-    RESULTS.mkdir(exist_ok=True)
-    write_json(RESULTS / "metaworld_mt10.json", results)
     title = (
         f"MT10, {args.episodes} demos/task, {args.steps} steps, {args.eval_episodes} held-out episodes/task"
     )
-    write_text(RESULTS / "metaworld_mt10.md", f"# {title}\n\n" + markdown_table(results))
-    plot_success_latency(results, RESULTS / "metaworld_mt10.png", "Meta-World MT10")
-    print_table(results, title)
+    write_report(results, RESULTS / "metaworld_mt10", title, markdown_table(results), "Meta-World MT10")
     print(f"total {results['total_wall_s'] / 60:.1f} min; wrote {RESULTS / 'metaworld_mt10.json'}")
 
 

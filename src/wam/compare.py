@@ -33,6 +33,7 @@ from wam.pipeline import (
     parameter_count,
     round_robin_latency,
     write_json,
+    write_text,
 )
 
 
@@ -231,3 +232,11 @@ def plot_success_latency(results: dict[str, Any], path: Path, title: str) -> Non
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     tmp.replace(path)
+
+
+def write_report(results: dict[str, Any], stem: Path, title: str, markdown: str, plot_title: str) -> None:
+    """`results` as stem.json, `markdown` under `title` as stem.md, the plot as stem.png; prints the table."""
+    write_json(stem.with_suffix(".json"), results)
+    write_text(stem.with_suffix(".md"), f"# {title}\n\n{markdown}")
+    plot_success_latency(results, stem.with_suffix(".png"), plot_title)
+    print_table(results, title)

@@ -58,7 +58,6 @@ def check_settings(path: Path, wanted: dict[str, Any]) -> None:
                 "(or delete this one) to run with these settings."
             )
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, wanted)
 
 
