@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from wam.data.fsio import atomic_write_json
 from wam.models.codecs import CompactCodec, WanVAECodec
 from wam.models.codecs.wan import preset_diffusers_config
 
@@ -114,11 +115,8 @@ def main() -> None:
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],
         "results": results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"codec_throughput_{args.device}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, report, indent=2)
     print(f"wrote {path}")
 
 

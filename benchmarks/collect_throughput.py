@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from wam.data.fsio import atomic_write_json
 from wam.envs.collect import collect_metaworld
-from wam.pipeline import write_json
 
 
 def parse_args() -> argparse.Namespace:
@@ -88,7 +88,7 @@ def main() -> None:
         "results": rows,
     }
     path = args.out / "collect_throughput.json"
-    write_json(path, record)
+    atomic_write_json(path, record, indent=2)
     print(f"{'workers':>7} {'render':>6} {'frames':>7} {'median s':>9} {'median frames/s':>16}")
     for row in rows:
         print(

@@ -14,9 +14,9 @@ import platform
 import warnings
 from pathlib import Path
 
+from wam.data.fsio import atomic_write_json
 from wam.envs.evaluator import evaluate
 from wam.envs.metaworld_tasks import MT10
-from wam.pipeline import write_json
 from wam.policies.scripted import ExpertPolicy, RandomPolicy
 
 
@@ -47,7 +47,7 @@ def main() -> None:
         "expert_tasks_below_90": below,
     }
     path = args.out / "eval_expert_mt10.json"
-    write_json(path, record)
+    atomic_write_json(path, record, indent=2)
     print(f"expert mean {100 * expert['mean_success']:.1f}%, below 90%: {below or 'none'} -> {path}")
 
 

@@ -40,7 +40,7 @@ import torch
 
 from wam.bench import build
 from wam.bench.roofline import machine_info
-from wam.pipeline import write_json
+from wam.data.fsio import atomic_write_json
 from wam.policies.fast_path import InferenceOptions
 
 TARGET_SPEEDUP = 1.5  # issue 6: the fast path at least 1.5x faster than the plain path on a CPU
@@ -193,7 +193,7 @@ def main() -> None:
         "results": results,
     }
     out = args.out / f"fast_path_{args.device}.json"
-    write_json(out, report)
+    atomic_write_json(out, report, indent=2)
     print(f"wrote {out}")
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 
 from wam.configs import get_preset
 from wam.configs.registry import policy_class
+from wam.data.fsio import atomic_write_json
 from wam.envs.metaworld_tasks import INSTRUCTIONS, MT10
 from wam.training.latent_data import LATENTS_KEY
 
@@ -105,10 +105,7 @@ def main() -> None:
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
         "rows": rows,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(RESULTS)
+    atomic_write_json(RESULTS, report, indent=2)
     from rich.console import Console
     from rich.table import Table
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from wam.pipeline import write_json
+from wam.data.fsio import atomic_write_json
 
 
 def parse_args() -> argparse.Namespace:
@@ -218,7 +218,7 @@ def main() -> None:
     )
     Console().print(table)
     path = args.out / "serving_load.json"
-    write_json(path, result)
+    atomic_write_json(path, result, indent=2)
     print(f"wrote {path}")
 
 

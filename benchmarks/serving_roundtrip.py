@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from wam.pipeline import write_json
+from wam.data.fsio import atomic_write_json
 
 
 def parse_args() -> argparse.Namespace:
@@ -226,7 +226,7 @@ def main() -> None:
     }
     print_table(rows)
     path = args.out / "serving_roundtrip.json"
-    write_json(path, result)
+    atomic_write_json(path, result, indent=2)
     print(f"wrote {path}")
 
 

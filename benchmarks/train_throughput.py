@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from wam.configs import apply_overrides, get_preset, preset_names
-from wam.pipeline import write_json
+from wam.data.fsio import atomic_write_json
 from wam.training.loop import train
 
 
@@ -218,7 +218,7 @@ def main() -> None:
         "wall_s": wall,
     }
     path = args.out / "train_throughput.json"
-    write_json(path, result)
+    atomic_write_json(path, result, indent=2)
     print_table(rows)
     print(f"wrote {path}")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
+from wam.data.fsio import atomic_write_json
 from wam.models.wan import WanDiT, count_parameters, get_wan_config
-from wam.pipeline import write_json
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -92,7 +92,7 @@ def main() -> None:
         "torch": torch.__version__,
     }
     path = args.out / f"wan_forward_{args.preset}_{args.device.split(':')[0]}_{args.dtype}.json"
-    write_json(path, record)
+    atomic_write_json(path, record, indent=2)
     print(json.dumps(record, indent=2))
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wam.data.fsio import atomic_write, atomic_write_json, atomic_write_text
 from wam.pipeline import (
     check_settings,
     checkpoint_stamp,
@@ -32,8 +33,6 @@ from wam.pipeline import (
     example_observation,
     parameter_count,
     round_robin_latency,
-    write_json,
-    write_text,
 )
 
 
@@ -172,7 +171,7 @@ def compare(
         "wall_s": time.perf_counter() - start,
         "rows": rows,
     }
-    write_json(out_dir / "results.json", results)
+    atomic_write_json(out_dir / "results.json", results, indent=2)
     return results
 
 
@@ -228,15 +227,13 @@ def plot_success_latency(results: dict[str, Any], path: Path, title: str) -> Non
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write_report(results: dict[str, Any], stem: Path, title: str, markdown: str, plot_title: str) -> None:
     """`results` as stem.json, `markdown` under `title` as stem.md, the plot as stem.png; prints the table."""
-    write_json(stem.with_suffix(".json"), results)
-    write_text(stem.with_suffix(".md"), f"# {title}\n\n{markdown}")
+    atomic_write_json(stem.with_suffix(".json"), results, indent=2)
+    atomic_write_text(stem.with_suffix(".md"), f"# {title}\n\n{markdown}")
     plot_success_latency(results, stem.with_suffix(".png"), plot_title)
     print_table(results, title)

@@ -19,7 +19,6 @@ instead of silently reusing the cached stages.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,20 +27,7 @@ from typing import Any
 import numpy as np
 
 from wam.configs.base import ExperimentConfig
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically (a temporary name, then a rename), making its folder if needed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (a temporary name, then a rename)."""
-    write_text(path, json.dumps(data, indent=2) + "\n")
+from wam.data.fsio import atomic_write_json
 
 
 def check_settings(path: Path, wanted: dict[str, Any]) -> None:
@@ -58,7 +44,7 @@ def check_settings(path: Path, wanted: dict[str, Any]) -> None:
                 "(or delete this one) to run with these settings."
             )
     else:
-        write_json(path, wanted)
+        atomic_write_json(path, wanted, indent=2)
 
 
 def checkpoint_stamp(ckpt: Path) -> str:
@@ -171,7 +157,7 @@ def eval_cached(
         progress=progress,
     )
     results["stamp"] = stamp  # which checkpoint was evaluated
-    write_json(result_file, results)
+    atomic_write_json(result_file, results, indent=2)
     return results
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from wam.data.fsio import atomic_write_json
 from wam.envs.metaworld_tasks import resolve_tasks
 from wam.pipeline import (
     check_settings,
@@ -28,7 +29,6 @@ from wam.pipeline import (
     example_observation,
     parameter_count,
     round_robin_latency,
-    write_json,
 )
 
 
@@ -175,7 +175,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
         "policies": evals,
         "loss_curve": str(out / "runs" / cfg.preset / "loss.png"),
     }
-    write_json(out / "results.json", results)
+    atomic_write_json(out / "results.json", results, indent=2)
     return results
 
 

@@ -226,10 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec = EntrySpec(**json.loads(Path(args[0]).read_text()))
     result = run_entry(spec)
-    out = Path(args[1])
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, out)
+    from wam.data.fsio import atomic_write_json
+
+    atomic_write_json(Path(args[1]), result, indent=None)
     return 0
 
 

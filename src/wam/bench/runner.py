@@ -189,9 +189,8 @@ def run_bench(cfg: BenchConfig, progress: Any = None) -> dict[str, Any]:
 
 def write_report(report: dict[str, Any], path: str | Path) -> Path:
     """Write the report as JSON atomically (a temporary file renamed)."""
+    from wam.data.fsio import atomic_write_json
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, report, indent=2)
     return path

@@ -61,9 +61,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON the way LeRobot does (indent 4, UTF-8 kept as is), atomically."""
-    atomic_write_text(path, json.dumps(data, indent=4, ensure_ascii=False))
+def atomic_write_json(path: Path, data: Any, indent: int | None = 4) -> None:
+    """Write JSON atomically, by default the way LeRobot does (indent 4, UTF-8 kept as is)."""
+    atomic_write_text(path, json.dumps(data, indent=indent, ensure_ascii=False))
 
 
 def read_json(path: Path) -> Any:
