@@ -157,7 +157,7 @@ def _measure(spec: EntrySpec, result: dict[str, Any]) -> None:
     _count(spec, policy, obs, options, result)
     if not spec.run:
         return
-    policy.configure_inference(options)
+    policy.configure_inference(options, restorable=False)  # no float32 copies in the memory peak
     _time(spec, policy, obs, probe, baseline, result)
     if spec.train:
         policy.configure_inference(None)
@@ -175,7 +175,7 @@ def _count(spec: EntrySpec, policy: Any, obs: dict[str, Any], options: Any, resu
     counting = dataclasses.replace(options, compile=False, cuda_graphs=False)
     if not spec.run:  # fake weights: the math of the float32 path
         counting = dataclasses.replace(counting, bf16=False)
-    policy.configure_inference(counting)
+    policy.configure_inference(counting, restorable=False)
     counted = count_call(lambda: _forward(policy, obs), policy)
     result.update(
         flops=counted.flops,
