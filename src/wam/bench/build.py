@@ -189,12 +189,8 @@ def random_codec(name: str | None, channels: int, device: torch.device, seed: in
 
 
 def install_codec(policy: Any, codec: Any) -> None:
-    """Put `codec` in the policy's lazily loaded codec slot (Light-WAM: a dict, Fast-WAM: a list)."""
-    slot = policy._codec
-    if isinstance(slot, dict):
-        slot["model"] = codec
-    else:
-        slot[:] = [codec]
+    """Put `codec` in the policy's lazily loaded codec slot (Light-WAM's and Fast-WAM's `_codec`)."""
+    policy._codec["model"] = codec
 
 
 def prepare_inputs(policy: Any, target: Target, device: torch.device, input_mode: str) -> dict[str, Any]:

@@ -78,7 +78,7 @@ class FastWAMPolicy(TorchPolicy):
         on_meta = self.action.action_encoder.weight.is_meta
         if stats is not None and cfg.action_init == "interpolate" and not on_meta:
             interpolate_from_video(self.action, self.video, cfg.alpha_scaling)
-        self._codec: list[Any] = []  # the latent codec, loaded on first use (kept out of the state dict)
+        self._codec: dict[str, Any] = {}  # "model": the codec, loaded on first use (no state dict)
 
     # ------------------------------------------------------------------ streams
     @property
@@ -141,7 +141,7 @@ class FastWAMPolicy(TorchPolicy):
 
     def codec(self) -> Any:
         """The latent codec of `policy.codec`, loaded on first use."""
-        if not self._codec:
+        if "model" not in self._codec:
             if not self.config.codec:
                 raise ValueError(
                     "policy.codec is unset: set it to the codec the training latents were cached with "
@@ -149,8 +149,8 @@ class FastWAMPolicy(TorchPolicy):
                 )
             from wam.models.codecs import load_codec
 
-            self._codec.append(load_codec(self.config.codec, device=self.device))
-        return self._codec[0]
+            self._codec["model"] = load_codec(self.config.codec, device=self.device)
+        return self._codec["model"]
 
     def current_latents(self, batch: Batch) -> torch.Tensor:
         """Latents (B, C, 1, h, w) of the current frame: given in the batch, or encoded from the cameras."""
