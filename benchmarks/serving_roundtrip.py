@@ -102,15 +102,11 @@ def _request(spec: Any, instruction: str, seed: int = 0) -> dict[str, Any]:
     return request
 
 
-def _percentiles(samples: list[float]) -> dict[str, float]:
-    ms = 1000 * np.asarray(samples)
-    return {"p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90))}
-
-
 def measure(source: str, args: argparse.Namespace) -> dict[str, Any]:
     """Interleaved in-process and served timings of one policy."""
     import torch
 
+    from wam.bench.measure import percentiles
     from wam.serving.client import PolicyClient
     from wam.serving.loading import load_served_policy
     from wam.serving.observation import ObservationSpec
@@ -148,8 +144,8 @@ def measure(source: str, args: argparse.Namespace) -> dict[str, Any]:
     row = {
         "policy": source,
         "actions_shape": shape,
-        "in_process": _percentiles(local),
-        "served": _percentiles(served),
+        "in_process": percentiles(local),
+        "served": percentiles(served),
     }
     row["ratio_p50"] = row["served"]["p50_ms"] / row["in_process"]["p50_ms"]
     row["overhead_p50_ms"] = row["served"]["p50_ms"] - row["in_process"]["p50_ms"]
