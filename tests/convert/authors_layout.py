@@ -49,13 +49,20 @@ def _embeddings(out: dict, p: str, dim: int, freq: int, text: int = TEXT) -> Non
 
 
 def video_dit_shapes(
-    p: str, dim: int, layers: int, ffn: int, channels: int, freq: int, text: int = TEXT
+    p: str,
+    dim: int,
+    layers: int,
+    ffn: int,
+    channels: int,
+    freq: int,
+    text: int = TEXT,
+    attn: int | None = None,
 ) -> dict:
-    """WanVideoDiT (patch (1, 2, 2)) parameter shapes under prefix p."""
+    """WanVideoDiT (patch (1, 2, 2)) parameter shapes under prefix p; `attn`: heads x attn_head_dim."""
     out: dict = {f"{p}patch_embedding.weight": (dim, channels, 1, 2, 2), f"{p}patch_embedding.bias": (dim,)}
     _embeddings(out, p, dim, freq, text)
     for i in range(layers):
-        _dit_block(out, f"{p}blocks.{i}.", dim, dim, ffn)
+        _dit_block(out, f"{p}blocks.{i}.", dim, attn or dim, ffn)
     _linear(out, f"{p}head.head", dim, channels * 4)
     out[f"{p}head.modulation"] = (1, 2, dim)
     return out
@@ -73,14 +80,16 @@ def fastwam_shapes(
     action_dim=3,
     proprio=4,
     text=TEXT,
+    attn=None,
 ):
-    """{group: {key: shape}} of the authors' Fast-WAM checkpoint at tiny sizes."""
-    mot = video_dit_shapes("mixtures.video.", dim, layers, ffn, channels, freq, text)
+    """{group: {key: shape}} of the authors' Fast-WAM checkpoint at tiny sizes (attention width `attn`,
+    default dim, in both experts)."""
+    mot = video_dit_shapes("mixtures.video.", dim, layers, ffn, channels, freq, text, attn)
     p = "mixtures.action."
     _linear(mot, f"{p}action_encoder", action_dim, width)
     _embeddings(mot, p, width, freq, text)
     for i in range(layers):
-        _dit_block(mot, f"{p}blocks.{i}.", width, dim, action_ffn)  # attention width = heads x head_dim
+        _dit_block(mot, f"{p}blocks.{i}.", width, attn or dim, action_ffn)  # attention: heads x head_dim
     _linear(mot, f"{p}head", width, action_dim)
     return {"mot": mot, "proprio_encoder": {"weight": (text, proprio), "bias": (text,)}}
 
@@ -179,14 +188,18 @@ def lightwam_shapes(
     action_dim=3,
     proprio=4,
     text=TEXT,
+    attn=None,
 ):
-    """{group: {key: shape}} of the authors' Light-WAM checkpoint at tiny sizes (LoRA on all 10 linears)."""
+    """{group: {key: shape}} of the authors' Light-WAM checkpoint at tiny sizes (LoRA on all 10 linears;
+    attention width `attn`, default dim)."""
     p = "mixtures.video."
-    mot = video_dit_shapes(p, dim, layers, ffn, channels, freq, text)
+    mot = video_dit_shapes(p, dim, layers, ffn, channels, freq, text, attn)
+    a_w = attn or dim
     for i in range(layers):
         for a in ("self_attn", "cross_attn"):
-            for lin in "qkvo":
-                _lora(mot, f"{p}blocks.{i}.{a}.lora_{lin}", dim, dim, rank)
+            for lin in "qkv":
+                _lora(mot, f"{p}blocks.{i}.{a}.lora_{lin}", dim, a_w, rank)
+            _lora(mot, f"{p}blocks.{i}.{a}.lora_o", a_w, dim, rank)
         _lora(mot, f"{p}blocks.{i}.ffn_lora_in", dim, ffn, rank)
         _lora(mot, f"{p}blocks.{i}.ffn_lora_out", ffn, dim, rank)
     for b in adapters:

@@ -277,6 +277,9 @@ def test_inline_wan_architecture_round_trips_and_rejects_bad_items() -> None:
 
     cfg = get_wan_config("wan2.2-tiny")
     assert get_wan_config(inline_spec(cfg)).replace(text_dim=cfg.text_dim) == cfg
+    assert "attn_head_dim" not in inline_spec(cfg)  # run folders written before the field still read
+    wide = cfg.replace(dim=48, attn_head_dim=32)  # 2 heads x 32 on 48-wide tokens
+    assert get_wan_config(inline_spec(wide)).replace(text_dim=cfg.text_dim) == wide
     with pytest.raises(ValueError, match="inline Wan"):
         get_wan_config("wan:dim=64,heads=2")
 
@@ -354,4 +357,17 @@ def test_a_bidirectional_video_mask_is_refused_in_one_line(tmp_path: Path) -> No
     write_stats(tmp_path / "dataset_stats.json", 3, 4)
     with pytest.raises(ConversionError, match="first_frame_causal") as err:
         convert(ckpt, tmp_path / "m.yaml", preset="fastwam-tiny", wam_sets=SETS)
+    assert "\n" not in str(err.value)
+
+
+def test_a_pooled_action_branch_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Their `apply_video_latent_downsample_to_action_branch: true` would run another action pass."""
+    from wam.convert.lightwam import convert
+
+    save_pt(random_state(lightwam_shapes(text=64), seed=2), tmp_path / "lw.pt")
+    yaml = LIGHTWAM_YAML + "apply_video_latent_downsample_to_action_branch: true\n"
+    (tmp_path / "lw.yaml").write_text(yaml)
+    write_stats(tmp_path / "dataset_stats.json", 3, 4)
+    with pytest.raises(ConversionError, match="apply_video_latent_downsample_to_action_branch") as err:
+        convert(tmp_path / "lw.pt", tmp_path / "lw.yaml", preset="lightwam-tiny", wam_sets=SETS)
     assert "\n" not in str(err.value)

@@ -6,8 +6,9 @@ Each reference reads the tensors as the authors' modules hold them (`mot.mixture
 and never a wam module; the block math is `tests/policies/test_parity_conventions.py`'s (`ref_block`,
 `ref_fastwam_joint`, the float64 RoPE and sinusoid), fed namespaces built from those raw tensors.
 Compared: the four `wam.convert.check` entry points, max abs difference <= 1e-4 in float32, at
-several head widths the authors' RoPE accepts (head_dim 24, 32, 128; 16 and 64 crash in theirs) and
-at a text width no wam encoder makes (64).
+several head widths the authors' RoPE accepts (head_dim 24, 32, 128; 16 and 64 crash in theirs), with
+an attention wider than the tokens (2 heads x 32 on 48-wide tokens: their `attn_head_dim`), and at a
+text width no wam encoder makes (64).
 
 Failed before this module's changes: every case (a text width other than 384/4096 did not convert).
 """
@@ -42,7 +43,9 @@ from wam.convert.build import write_run
 
 TOL = 1e-4
 TEXT = 64  # a text width no wam encoder makes (the held-back tiny configurations')
-HEADS = [(2, 24), (2, 32), (1, 128)]  # (num_heads, head_dim) the authors' 3-D RoPE accepts
+# (num_heads, head_dim, hidden width): head widths the authors' 3-D RoPE accepts, and an attention
+# wider than the tokens (their `attn_head_dim` with heads x head_dim != hidden_dim)
+HEADS = [(2, 24, 48), (2, 32, 64), (1, 128, 128), (2, 32, 48)]
 V, HEAD = "mot.mixtures.video.", "state_fusion_action_expert."
 
 FASTWAM_YAML = """_target_: fastwam.runtime.create_fastwam
@@ -114,8 +117,8 @@ def _embedders(sd: dict, p: str) -> dict:
 
 def _video_expert(sd: dict, heads: int, p: str = V) -> NS:
     n = len({k[len(p) :].split(".")[1] for k in sd if k.startswith(p + "blocks.")})
-    dim = sd[f"{p}patch_embedding.weight"].shape[0]
-    cfg = NS(num_heads=heads, head_dim=dim // heads, freq_dim=sd[f"{p}time_embedding.0.weight"].shape[1])
+    attn = sd[f"{p}blocks.0.self_attn.q.weight"].shape[0]  # heads x head_dim
+    cfg = NS(num_heads=heads, head_dim=attn // heads, freq_dim=sd[f"{p}time_embedding.0.weight"].shape[1])
     head = NS(modulation=sd[f"{p}head.modulation"], head=lambda x: F.linear(x, *_wb(sd, f"{p}head.head")))
     patch = NS(weight=sd[f"{p}patch_embedding.weight"], bias=sd[f"{p}patch_embedding.bias"])
     blocks = [_block(sd, f"{p}blocks.{i}.") for i in range(n)]
@@ -161,23 +164,25 @@ def _inputs(seed: int, **shapes: tuple[int, ...]) -> dict:
 
 
 # ----------------------------------------------------------------------------- Fast-WAM
-def _fastwam_run(tmp_path: Path, heads: int, head_dim: int):
+def _fastwam_run(tmp_path: Path, heads: int, head_dim: int, dim: int):
     from wam.convert.fastwam import convert
 
-    dim = heads * head_dim
-    state = random_state(fastwam_shapes(dim=dim, ffn=2 * dim, text=TEXT), seed=5, scale=0.1)
+    attn = heads * head_dim
+    state = random_state(fastwam_shapes(dim=dim, ffn=2 * dim, text=TEXT, attn=attn), seed=5, scale=0.1)
     ckpt = save_pt(state, tmp_path / "fw.pt")
     (tmp_path / "fw.yaml").write_text(FASTWAM_YAML.format(dim=dim, heads=heads, head_dim=head_dim))
     write_stats(tmp_path / "dataset_stats.json", 3, 4)
     converted = convert(ckpt, tmp_path / "fw.yaml", preset="fastwam-tiny", wam_sets=["policy.image_size=64"])
     write_run(tmp_path / "run", converted.policy, converted.config, converted.stats, converted.source)
     sd = _flat(state)
-    return sd, NS(video=_video_expert(sd, heads), action=_action_expert(sd, heads, dim)), converted
+    return sd, NS(video=_video_expert(sd, heads), action=_action_expert(sd, heads, attn)), converted
 
 
-@pytest.mark.parametrize(("heads", "head_dim"), HEADS)
-def test_fastwam_joint_velocity_equals_the_raw_authors_mot(tmp_path: Path, heads: int, head_dim: int) -> None:
-    sd, raw, _ = _fastwam_run(tmp_path, heads, head_dim)
+@pytest.mark.parametrize(("heads", "head_dim", "dim"), HEADS)
+def test_fastwam_joint_velocity_equals_the_raw_authors_mot(
+    tmp_path: Path, heads: int, head_dim: int, dim: int
+) -> None:
+    sd, raw, _ = _fastwam_run(tmp_path, heads, head_dim, dim)
     x = _inputs(7, latents=(2, 8, 2, 4, 6), context=(2, 16, TEXT), proprio=(2, 4), actions=(2, 16, 3))
     t_video, t_action = torch.tensor([731.25, 18.0625]), torch.tensor([999.0, 357.1])
     video, action = check.fastwam_velocity(
@@ -193,12 +198,12 @@ def test_fastwam_joint_velocity_equals_the_raw_authors_mot(tmp_path: Path, heads
     assert (video - ref_v).abs().max() <= TOL and (action - ref_a).abs().max() <= TOL
 
 
-@pytest.mark.parametrize(("heads", "head_dim"), HEADS[:2])
+@pytest.mark.parametrize(("heads", "head_dim", "dim"), [HEADS[0], HEADS[3]])
 def test_fastwam_cached_sampling_equals_an_euler_loop_over_the_raw_joint_velocity(
-    tmp_path: Path, heads: int, head_dim: int
+    tmp_path: Path, heads: int, head_dim: int, dim: int
 ) -> None:
     """10 steps, shift 5, their float32 grid; the reference re-runs the full joint pass every step."""
-    sd, raw, _ = _fastwam_run(tmp_path, heads, head_dim)
+    sd, raw, _ = _fastwam_run(tmp_path, heads, head_dim, dim)
     x = _inputs(8, latents=(2, 8, 1, 4, 6), context=(2, 16, TEXT), proprio=(2, 4), noise=(2, 16, 3))
     ours = check.fastwam_sample_actions(
         tmp_path / "run", x["latents"], x["noise"], x["context"], x["proprio"]
@@ -220,11 +225,10 @@ def test_fastwam_cached_sampling_equals_an_euler_loop_over_the_raw_joint_velocit
 
 
 # ----------------------------------------------------------------------------- Light-WAM
-def _lightwam_run(tmp_path: Path, heads: int, head_dim: int):
+def _lightwam_run(tmp_path: Path, heads: int, head_dim: int, dim: int):
     from wam.convert.lightwam import convert
 
-    dim = heads * head_dim
-    shapes = lightwam_shapes(dim=dim, ffn=2 * dim, rank=LORA_RANK, text=TEXT)
+    shapes = lightwam_shapes(dim=dim, ffn=2 * dim, rank=LORA_RANK, text=TEXT, attn=heads * head_dim)
     state = random_state(shapes, seed=6, scale=0.1)
     ckpt = save_pt(state, tmp_path / "lw.pt")
     yaml = LIGHTWAM_YAML.format(dim=dim, heads=heads, head_dim=head_dim, rank=LORA_RANK, alpha=LORA_ALPHA)
@@ -293,11 +297,11 @@ def _raw_state_fusion(
     return lin(gelu(lin(ln(state[:, None] + steps[None], "output_norm"), "output.0")), "output.2")
 
 
-@pytest.mark.parametrize(("heads", "head_dim"), HEADS)
+@pytest.mark.parametrize(("heads", "head_dim", "dim"), HEADS)
 def test_lightwam_action_chunk_equals_the_raw_authors_forward(
-    tmp_path: Path, heads: int, head_dim: int
+    tmp_path: Path, heads: int, head_dim: int, dim: int
 ) -> None:
-    sd, converted = _lightwam_run(tmp_path, heads, head_dim)
+    sd, converted = _lightwam_run(tmp_path, heads, head_dim, dim)
     x = _inputs(9, latents=(2, 8, 1, 8, 8), context=(2, 16, TEXT), proprio=(2, 4))
     ours = check.lightwam_action_chunk(tmp_path / "run", x["latents"], x["context"], x["proprio"], horizon=12)
     ctx = _raw_context(sd, x["context"], x["proprio"])
@@ -310,11 +314,11 @@ def test_lightwam_action_chunk_equals_the_raw_authors_forward(
     assert default.shape[1] == converted.config.policy.chunk_size
 
 
-@pytest.mark.parametrize(("heads", "head_dim"), HEADS)
+@pytest.mark.parametrize(("heads", "head_dim", "dim"), HEADS)
 def test_lightwam_video_velocity_equals_the_raw_authors_forward(
-    tmp_path: Path, heads: int, head_dim: int
+    tmp_path: Path, heads: int, head_dim: int, dim: int
 ) -> None:
-    sd, _ = _lightwam_run(tmp_path, heads, head_dim)
+    sd, _ = _lightwam_run(tmp_path, heads, head_dim, dim)
     x = _inputs(10, latents=(2, 8, 3, 8, 8), context=(2, 16, TEXT), proprio=(2, 4))
     low = check.downsample(x["latents"], 2)  # (2, 8, 3, 4, 4): their avg_pool3d
     assert torch.allclose(low[:, :, :, 0, 0], x["latents"][:, :, :, :2, :2].mean((-1, -2)))
@@ -334,7 +338,7 @@ def test_a_text_width_no_encoder_makes_converts_and_says_so(tmp_path: Path) -> N
     """Failed before: a 64-wide checkpoint was refused. Now it converts, and encoding fails in one line."""
     from wam.training.checkpoint import load_policy
 
-    _, converted = _lightwam_run(tmp_path, 2, 24)
+    _, converted = _lightwam_run(tmp_path, 2, 24, 48)
     assert converted.config.policy.text_width == TEXT
     assert any("64-wide instruction tokens" in note and "precomputed" in note for note in converted.notes)
     policy = load_policy(tmp_path / "run", device="cpu")

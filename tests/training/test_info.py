@@ -23,6 +23,25 @@ def test_backbone_counts_match_the_config_formula() -> None:
     assert 1.3e9 < preset_parameters("wan2.1-1.3b")["params_total"] < 1.5e9
 
 
+def test_attention_wider_than_the_tokens_counts_and_builds() -> None:
+    """`attn_head_dim` (the authors' WanVideoDiT argument): q/k/v/o and the q/k norms at heads x head_dim."""
+    import torch
+
+    from wam.models.wan import WanDiT
+
+    cfg = get_wan_config("wan-tiny").replace(dim=48, attn_head_dim=32)  # 2 heads x 32 = 64 on 48
+    assert (cfg.head_dim, cfg.attn_dim) == (32, 64)
+    model = WanDiT.from_config(cfg, device="meta")
+    assert model.blocks[0].self_attn.q.weight.shape == (64, 48)
+    assert model.blocks[0].cross_attn.o.weight.shape == (48, 64)
+    assert sum(p.numel() for p in model.parameters()) == count_parameters(cfg)["total"]
+    x = torch.randn(1, cfg.in_channels, 2, 4, 4)
+    out = WanDiT(cfg)(x, torch.tensor([500.0]), torch.randn(1, 3, cfg.text_dim)).sample
+    assert out.shape == x.shape
+    with pytest.raises(ValueError, match="attn_head_dim"):
+        get_wan_config("wan-tiny").replace(dim=50)  # 50 / 2 heads = 25: odd, no RoPE
+
+
 def test_policy_counts_equal_a_real_build() -> None:
     import dataclasses
 

@@ -91,23 +91,24 @@ def setting(doc: dict[str, Any], dotted: str, default: Any = None, *, required: 
 
 def video_heads(
     tensors: dict[str, torch.Tensor], doc: dict[str, Any], prefix: str, forced: int | None
-) -> int:
-    """The video DiT's heads (YAML `video_dit_config.num_heads`, or `forced` by a backbone preset),
-    checked against the attention width of the tensors: wam's Wan DiT needs heads x head_dim = width."""
+) -> tuple[int, int | None]:
+    """The video DiT's heads (YAML `video_dit_config.num_heads`, or `forced` by a backbone preset) and
+    its `attn_head_dim` when the attention is not as wide as the tokens (else None), checked against
+    the tensors' attention width (heads x head_dim)."""
     dim = need(tensors, prefix + "patch_embedding.weight").shape[0]
     width = need(tensors, prefix + "blocks.0.self_attn.q.weight").shape[0]  # (heads * head_dim, dim)
     heads = forced or int(setting(doc, "video_dit_config.num_heads", required=True))
     head_dim = (
         width // heads if forced else int(setting(doc, "video_dit_config.attn_head_dim", width // heads))
     )
-    if heads * head_dim != width or width != dim:
+    if heads * head_dim != width:
         raise ConversionError(
-            f"The video DiT's attention is {width} wide on {dim}-wide tokens, the config says {heads} heads "
-            f"x {head_dim}: wam's Wan DiT needs heads x head_dim = width (check --config)."
+            f"The video DiT's attention is {width} wide, the config says {heads} heads x {head_dim}: "
+            "check --config (video_dit_config.num_heads, attn_head_dim)."
         )
     if head_dim % 2 or head_dim < 6:
         raise ConversionError(f"The video DiT's head_dim is {head_dim}: the 3-D RoPE needs an even one >= 6.")
-    return heads
+    return heads, (head_dim if width != dim else None)
 
 
 def mask_note(doc: dict[str, Any]) -> str:

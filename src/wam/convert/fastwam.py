@@ -57,7 +57,7 @@ def infer_sizes(tensors: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
     patch = need(tensors, VIDEO + "patch_embedding.weight")  # (dim, C_in, pt, ph, pw)
     dim, c_in, kernel = patch.shape[0], patch.shape[1], tuple(patch.shape[2:])
     layers = count_indexed(tensors, VIDEO + "blocks.")
-    heads = video_heads(tensors, doc, VIDEO, None)
+    heads, attn_head_dim = video_heads(tensors, doc, VIDEO, None)
     out_dim = need(tensors, VIDEO + "head.head.weight").shape[0] // math.prod(kernel)
     wan = WanConfig(
         dim=dim,
@@ -69,6 +69,7 @@ def infer_sizes(tensors: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
         freq_dim=need(tensors, VIDEO + "time_embedding.0.weight").shape[1],
         patch_size=kernel,  # type: ignore[arg-type]
         eps=float(setting(doc, "video_dit_config.eps", 1e-6)),
+        attn_head_dim=attn_head_dim,
     )
     encoder = need(tensors, ACTION + "action_encoder.weight")  # (width, action_dim)
     action_layers = count_indexed(tensors, ACTION + "blocks.")

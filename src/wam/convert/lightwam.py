@@ -119,7 +119,7 @@ def infer_sizes(tensors: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
     # a checkpoint of another width was built without it (e.g. a tiny test model), so the YAML holds
     t2v = str(doc.get("video_backbone_type", "")) == "wan2_1_t2v" and dim == 1536
     forced = 12 if t2v else None
-    heads = video_heads(tensors, doc, VIDEO, forced)
+    heads, attn_head_dim = video_heads(tensors, doc, VIDEO, forced)
     wan = WanConfig(
         dim=dim,
         num_layers=len(count_indexed(tensors, VIDEO + "blocks.")),
@@ -130,6 +130,7 @@ def infer_sizes(tensors: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
         freq_dim=need(tensors, VIDEO + "time_embedding.0.weight").shape[1],
         patch_size=tuple(patch.shape[2:]),  # type: ignore[arg-type]
         eps=float(setting(doc, "video_dit_config.eps", 1e-6)),
+        attn_head_dim=attn_head_dim,
     )
     blocks, targets, rank = lora_layout(tensors)
     adapters = count_indexed(tensors, VIDEO + "wam_adapters.")
@@ -229,6 +230,12 @@ def convert(
     """The authors' Light-WAM checkpoint `ckpt` with its model YAML `config` as a wam policy."""
     ckpt, config = Path(ckpt), Path(config)
     doc, payload, sizes, task = read_sources(ckpt, config, sets, task_config, infer_sizes)
+    if setting(doc, "apply_video_latent_downsample_to_action_branch", False) is True:
+        raise ConversionError(
+            "The config sets apply_video_latent_downsample_to_action_branch: true (the action pass on "
+            "pooled latents); wam's Light-WAM reads the current frame at full resolution, as the "
+            "authors' released configs (false): convert a checkpoint trained that way."
+        )
     changes: dict[str, Any] = {
         "backbone_weights": None,
         "backbone_layers": None,

@@ -11,8 +11,17 @@
                                   heads, conditioning, adapters)
     4. the optimizer              built by the caller over the sharded (DTensor) parameters
 Precision: on CUDA with `train.mixed_precision=bf16`, `MixedPrecisionPolicy(param_dtype=bf16,
-reduce_dtype=float32)`: bf16 compute and all-gathers, float32 gradient reduction, and float32 sharded
-master weights that AdamW updates. On a CPU (gloo) everything stays float32. `train.cpu_offload`
+reduce_dtype=float32, cast_forward_inputs=False)`: bf16 all-gathered parameters, float32 gradient
+reduction, and float32 sharded master weights that AdamW updates; the loop's bf16 autocast does the
+compute casts. FSDP does not cast the units' inputs, for two reasons:
+- the Wan conventions keep the timestep modulation, RoPE tables and norms in float32 (the authors
+  compute them so); casting a block's `t_mod` and `rope` to bf16 on entry would lose that;
+- activation checkpointing recomputes a block outside FSDP's forward hook: torch <= 2.12 skips the
+  input cast during that recompute (FSDPState._pre_forward returns early in PRE_BACKWARD), so the
+  recomputed tensors came back float32 where the forward had saved bf16 ones, and backward failed
+  with "CheckpointError: Recomputed values ... have different metadata" (seen on an H200, torch
+  2.11; tests/training/test_fsdp_checkpointing.py replays that torch behaviour on a CPU).
+On a CPU (gloo) everything stays float32. `train.cpu_offload`
 keeps the shards, their gradients and the AdamW states in CPU memory (`CPUOffloadPolicy`); the
 optimizer step then runs on the CPU.
 
@@ -98,10 +107,25 @@ def _route_step_methods(block: nn.Module) -> None:
         setattr(block, name, route)
 
 
-def shard_policy(policy: nn.Module, cfg: TrainConfig) -> nn.Module:
-    """Shard `policy` in place with FSDP2 (see the module docstring); returns it (now an FSDPModule)."""
+def mixed_precision_policy(bf16: bool) -> Any:
+    """FSDP2's precision policy: bf16 parameters, float32 reductions, inputs left to autocast; or None."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    if not bf16:
+        return None
+    return MixedPrecisionPolicy(
+        param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=False
+    )
+
+
+def shard_policy(policy: nn.Module, cfg: TrainConfig, *, bf16: bool | None = None) -> nn.Module:
+    """Shard `policy` in place with FSDP2 (see the module docstring); returns it (now an FSDPModule).
+
+    `bf16` defaults to CUDA with `cfg.mixed_precision == "bf16"`; the forward must then run under
+    bf16 autocast (the loop's `accelerator.autocast()`). True on a CPU is for tests.
+    """
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
 
     ensure_process_group()
     # FSDP2 warns when a unit returns a view (an in-place op on it would skip the pre-backward
@@ -112,8 +136,9 @@ def shard_policy(policy: nn.Module, cfg: TrainConfig) -> nn.Module:
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     mesh = init_device_mesh("cuda" if cuda else "cpu", (dist.get_world_size(),))
-    bf16 = cuda and cfg.mixed_precision == "bf16"
-    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else None
+    if bf16 is None:
+        bf16 = cuda and cfg.mixed_precision == "bf16"
+    mp = mixed_precision_policy(bf16)
     offload = CPUOffloadPolicy(pin_memory=cuda) if cfg.cpu_offload else OffloadPolicy()
     common: dict[str, Any] = {"mesh": mesh, "offload_policy": offload}
     if mp is not None:

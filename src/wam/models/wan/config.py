@@ -26,7 +26,7 @@ class WanConfig:
 
     dim: int  # hidden width of every token (original `dim`)
     num_layers: int  # number of transformer blocks
-    num_heads: int  # attention heads; head_dim = dim // num_heads
+    num_heads: int  # attention heads; head_dim = attn_head_dim, else dim // num_heads
     ffn_dim: int  # inner width of each block's GELU(tanh) feed-forward
     in_channels: int = 16  # latent channels in (original `in_dim`): 16 for Wan2.1's VAE, 48 for Wan2.2's
     out_channels: int = 16  # latent channels predicted (original `out_dim`)
@@ -37,6 +37,9 @@ class WanConfig:
     qk_norm: bool = True  # RMSNorm on queries and keys (across heads) in both attentions
     cross_attn_norm: bool = True  # affine LayerNorm (`norm3`) before the cross-attention
     rope_theta: float = 10000.0  # base of the 3-D rotary position embedding
+    # width of one attention head when heads x head_dim differs from dim (the authors' WanVideoDiT
+    # `attn_head_dim`; the released backbones have heads x head_dim = dim, so None there)
+    attn_head_dim: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("dim", "num_layers", "num_heads", "ffn_dim", "in_channels", "out_channels"):
@@ -45,16 +48,17 @@ class WanConfig:
         for name in ("text_dim", "freq_dim"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"WanConfig.{name} is {getattr(self, name)}: set it to a positive integer.")
-        if self.dim % self.num_heads:
+        if self.attn_head_dim is None and self.dim % self.num_heads:
             raise ValueError(
                 f"WanConfig.dim ({self.dim}) is not divisible by num_heads ({self.num_heads}): "
-                "choose dim = num_heads * head_dim."
+                "choose dim = num_heads * head_dim, or set attn_head_dim."
             )
-        head_dim = self.dim // self.num_heads
+        head_dim = self.head_dim
         if head_dim % 2 or head_dim < 6:
+            source = "attn_head_dim" if self.attn_head_dim is not None else "dim // num_heads"
             raise ValueError(
-                f"WanConfig head_dim = dim // num_heads = {head_dim}: the 3-D RoPE needs an even head_dim "
-                "of at least 6; change dim or num_heads."
+                f"WanConfig head_dim = {source} = {head_dim}: the 3-D RoPE needs an even head_dim "
+                "of at least 6; change dim, num_heads or attn_head_dim."
             )
         if self.freq_dim % 2:
             raise ValueError(f"WanConfig.freq_dim ({self.freq_dim}) must be even (cos and sin halves).")
@@ -71,7 +75,12 @@ class WanConfig:
     @property
     def head_dim(self) -> int:
         """Width of one attention head."""
-        return self.dim // self.num_heads
+        return self.attn_head_dim if self.attn_head_dim is not None else self.dim // self.num_heads
+
+    @property
+    def attn_dim(self) -> int:
+        """Width of the attention (heads x head_dim): the q/k/v outputs and the o input."""
+        return self.num_heads * self.head_dim
 
     @property
     def patch_volume(self) -> int:
@@ -143,12 +152,13 @@ INLINE_PREFIX = "wan:"
 
 
 def inline_spec(cfg: WanConfig) -> str:
-    """The inline name of an architecture (every field but text_dim, which the policies set)."""
+    """The inline name of an architecture (every field but text_dim, which the policies set, and
+    attn_head_dim when unset)."""
     parts = []
     for f in fields(cfg):
-        if f.name == "text_dim":
-            continue
         value = getattr(cfg, f.name)
+        if f.name == "text_dim" or value is None:
+            continue
         text = "x".join(str(p) for p in value) if f.name == "patch_size" else str(value)
         parts.append(f"{f.name}={text}")
     return INLINE_PREFIX + ",".join(parts)
@@ -203,8 +213,8 @@ def count_parameters(cfg: WanConfig) -> dict[str, int]:
 
     Mirrors `WanDiT.__init__` line by line (a test checks the two agree on the meta device).
     """
-    d, f = cfg.dim, cfg.ffn_dim
-    attention = 4 * _linear(d, d) + (2 * d if cfg.qk_norm else 0)  # q, k, v, o (+ norm_q, norm_k)
+    d, f, a = cfg.dim, cfg.ffn_dim, cfg.attn_dim
+    attention = 3 * _linear(d, a) + _linear(a, d) + (2 * a if cfg.qk_norm else 0)  # q, k, v, o (+ norms)
     block = (
         2 * attention  # self_attn, cross_attn
         + (2 * d if cfg.cross_attn_norm else 0)  # norm3 (affine LayerNorm); norm1/norm2 have no weights

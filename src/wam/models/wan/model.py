@@ -96,7 +96,7 @@ class WanDiT(nn.Module):
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
         self.blocks = nn.ModuleList(
-            WanBlock(d, cfg.ffn_dim, cfg.num_heads, cfg.eps, cfg.qk_norm, cfg.cross_attn_norm)
+            WanBlock(d, cfg.ffn_dim, cfg.num_heads, cfg.eps, cfg.qk_norm, cfg.cross_attn_norm, cfg.attn_dim)
             for _ in range(cfg.num_layers)
         )
         self.head = Head(d, cfg.out_channels, cfg.patch_size, cfg.eps)

@@ -90,7 +90,12 @@ class StepEmbedding(nn.Module):
 
     def forward(self, horizon: int, device: torch.device) -> torch.Tensor:
         steps = torch.arange(horizon, device=device, dtype=torch.float32)  # (H,)
-        return self.mlp(self.norm(sinusoidal_embedding(self.step_dim, steps)))  # (H, T)
+        emb = sinusoidal_embedding(self.step_dim, steps)  # (H, S) float32
+        # The norm in float32 whatever the parameters' dtype (bf16 under FSDP mixed precision), as
+        # CUDA autocast runs layer_norm; CPU autocast would refuse float32 input with bf16 weights.
+        norm = self.norm
+        normed = F.layer_norm(emb, norm.normalized_shape, norm.weight.float(), norm.bias.float(), norm.eps)
+        return self.mlp(normed)  # (H, T)
 
 
 class StateFusionActionExpert(nn.Module):
