@@ -179,7 +179,9 @@ def round_robin_latency(
     """Per policy: median / p90 ms of one `predict_action_chunk` on `obs` after a warm-up call, the
     calls interleaved across policies so that machine load hits all of them alike.
 
-    `threads` torch threads during the measurement (None: leave the current setting).
+    `threads` torch threads during the measurement (None: leave the current setting). Each policy is
+    reset first: an evaluation leaves it seeded for its batch of episodes (`reset(seeds)`), and the
+    timed calls are batch 1 on the global RNG.
     """
     import torch
 
@@ -187,6 +189,7 @@ def round_robin_latency(
     torch.set_num_threads(threads or before)  # one thread: stable on a shared CPU (`wam bench` for more)
     try:
         for policy in policies.values():
+            policy.reset()
             policy.predict_action_chunk(obs)  # warm-up
         times: dict[str, list[float]] = {name: [] for name in policies}
         for _ in range(rounds):

@@ -66,3 +66,19 @@ def test_settings_guard_and_checkpoint_stamp(tmp_path: Path) -> None:
     (ckpt / "model.safetensors").write_bytes(b"123")  # retrained into the same folder
     os.utime(ckpt / "model.safetensors", ns=(1, 1))
     assert checkpoint_stamp(ckpt) != first
+
+
+def test_latency_is_timed_after_a_seeded_evaluation() -> None:
+    """An evaluation leaves a sampling policy seeded for its batch (`reset(seeds)`); the batch-1 timing
+    must not inherit it (it stopped the ablation benchmark: "reset with 20 seeds but got a batch of 1")."""
+    import torch
+
+    from wam.bench.build import build_policy, prepare_inputs, resolve_target, synthetic_observation
+    from wam.pipeline import round_robin_latency
+
+    target = resolve_target("fastwam-tiny")
+    policy = build_policy(target, torch.device("cpu"))
+    prepare_inputs(policy, target, torch.device("cpu"), "images")
+    policy.reset(seeds=list(range(20)))  # as the evaluator leaves it after a batch of 20 episodes
+    latency = round_robin_latency({"fastwam": policy}, synthetic_observation(policy, 1, "images"), rounds=2)
+    assert latency["fastwam"]["latency_ms_p50"] > 0
