@@ -4,9 +4,9 @@ One multi-task policy per preset, trained on the same expert demonstrations (eve
 evaluated closed-loop on held-out seeds of every task; latency per chunk measured in the same run.
 Every stage is cached under --out, so an interrupted run resumes.
 
-    python benchmarks/metaworld_mt10.py [--out bench_mt10] [--episodes 30] [--steps 6000]
+    python benchmarks/metaworld_mt10.py [--out bench_mt10] [--episodes 30] [--steps 6000] [--presets ...]
 
-Writes benchmarks/results/metaworld_mt10.{json,md,png} and prints a table.
+Writes benchmarks/results/<--report>.{json,md,png} (default metaworld_mt10) and prints a table.
 """
 
 from __future__ import annotations
@@ -31,13 +31,15 @@ RESULTS = Path(__file__).parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_benchmark_arguments(parser, out="bench_mt10", steps=6000)
+    parser.add_argument("--presets", default="lightwam-tiny,baseline-tiny", help="Presets (comma list).")
+    parser.add_argument("--report", default="metaworld_mt10", help="Report name in benchmarks/results.")
     args = parser.parse_args()
 
     start = time.perf_counter()
     out, tasks = Path(args.out), list(MT10)
     data = ensure_dataset(out / "data", tasks, args.episodes, args.image_size, [args.camera], args.workers)
     ensure_codec(data, args.codec_steps, args.image_size)
-    entries = [Entry("lightwam-tiny", "lightwam-tiny"), Entry("baseline-tiny", "baseline-tiny")]
+    entries = [Entry(name, name) for name in args.presets.split(",")]
     results = compare(
         entries, data, out, tasks, args.eval_episodes, args.steps, jobs=args.jobs, workers=args.workers
     )
@@ -46,8 +48,9 @@ def main() -> None:
     title = (
         f"MT10, {args.episodes} demos/task, {args.steps} steps, {args.eval_episodes} held-out episodes/task"
     )
-    write_report(results, RESULTS / "metaworld_mt10", title, markdown_table(results), "Meta-World MT10")
-    print(f"total {results['total_wall_s'] / 60:.1f} min; wrote {RESULTS / 'metaworld_mt10.json'}")
+    stem = RESULTS / args.report
+    write_report(results, stem, title, markdown_table(results), "Meta-World MT10")
+    print(f"total {results['total_wall_s'] / 60:.1f} min; wrote {stem.with_suffix('.json')}")
 
 
 if __name__ == "__main__":
