@@ -166,7 +166,7 @@ def main() -> None:
     stem = RESULTS / "ablation_metaworld"
     atomic_write_json(stem.with_suffix(".json"), results, indent=2)
     atomic_write_text(stem.with_suffix(".md"), f"# {title}\n\n{markdown}")
-    plot_seeds(summary, stem.with_suffix(".png"), title)
+    plot_seeds(summary, stem.with_suffix(".png"), f"Meta-World ablation, {len(seeds)} training seeds")
     print_table(results, title)
     print(f"total {results['total_wall_s'] / 60:.1f} min; wrote {stem.with_suffix('.json')}")
 
