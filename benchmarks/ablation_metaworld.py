@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from wam.compare import Entry, add_benchmark_arguments, compare, markdown_table, print_table
-from wam.data.fsio import atomic_write_json, atomic_write_text
+from wam.data.fsio import atomic_write, atomic_write_json, atomic_write_text
 from wam.pipeline import ensure_codec, ensure_dataset
 
 RESULTS = Path(__file__).parent / "results"
@@ -93,8 +93,6 @@ def plot_seeds(summary: dict[str, dict], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from wam.data.fsio import atomic_write
 
     names = list(summary)
     fig, ax = plt.subplots(figsize=(7, 4))

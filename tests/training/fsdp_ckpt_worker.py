@@ -2,7 +2,7 @@
 
 python tests/training/fsdp_ckpt_worker.py PRESET
 
-Replays torch <= 2.12's FSDP2 behaviour (no input cast while a unit recomputes in backward), which
+Replays the FSDP2 behaviour of torch 2.11 and older (no input cast while a unit recomputes in backward), which
 made this step fail on CUDA, then runs the step twice on fresh policies: sharded with FSDP's default
 input cast (the old wam setting), then with `wam.training.fsdp.mixed_precision_policy`. Prints one
 line per run: "<setting> ok loss=..." or "<setting> <error type>: <first line>".

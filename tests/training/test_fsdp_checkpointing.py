@@ -3,7 +3,7 @@
 On an H200 (torch 2.11), one FSDP training step of either paper preset with per-block
 checkpointing failed with "CheckpointError: Recomputed values ... have different metadata": FSDP
 cast each unit's float32 inputs (the Wan modulation `t_mod`, the RoPE tables) to bf16 in the forward,
-but torch <= 2.12 skips that cast while a unit recomputes in backward. `fsdp_ckpt_worker.py` replays
+but torch 2.11 and older skip that cast while a unit recomputes in backward. `fsdp_ckpt_worker.py` replays
 that torch behaviour on a CPU; with FSDP's input cast (the old setting) the step fails as on the GPU,
 with `wam.training.fsdp.mixed_precision_policy` (inputs left to autocast) it passes.
 Each run is a subprocess, so no process group leaks into the test process.

@@ -16,7 +16,7 @@ reduction, and float32 sharded master weights that AdamW updates; the loop's bf1
 compute casts. FSDP does not cast the units' inputs, for two reasons:
 - the Wan conventions keep the timestep modulation, RoPE tables and norms in float32 (the authors
   compute them so); casting a block's `t_mod` and `rope` to bf16 on entry would lose that;
-- activation checkpointing recomputes a block outside FSDP's forward hook: torch <= 2.12 skips the
+- activation checkpointing recomputes a block outside FSDP's forward hook: torch 2.11 and older skip the
   input cast during that recompute (FSDPState._pre_forward returns early in PRE_BACKWARD), so the
   recomputed tensors came back float32 where the forward had saved bf16 ones, and backward failed
   with "CheckpointError: Recomputed values ... have different metadata" (seen on an H200, torch
