@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import numpy as np
@@ -10,9 +11,12 @@ import pytest
 import torch
 
 from wam.data.latent_cache import (
+    LOCK_NAME,
+    MANIFEST_NAME,
     ClipSpec,
     EpisodeSpan,
     LatentCache,
+    check_cache_root,
     clip_frame_indices,
     dataset_fingerprint,
     default_cache_root,
@@ -146,7 +150,9 @@ def test_build_gives_the_codec_latents_of_every_clip(tmp_path, codec):
     assert cache.latents_batch([0, 20]).shape == (2, 4, 2, 2, 4)
     with pytest.raises(IndexError):
         cache.latents(21)
-    assert not [p for p in cache.folder.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    assert not [
+        p for p in cache.folder.iterdir() if p.name.startswith(".") and p.name != LOCK_NAME
+    ]  # no temp files
 
 
 def test_second_build_is_a_no_op(tmp_path, codec):
@@ -287,3 +293,48 @@ def test_appending_an_episode_invalidates_the_cache(lerobot_root, codec):
     writer.finalize()
     second = LatentCache.build(lerobot_root, codec, clip_frames=5, frame_stride=2, progress=False)
     assert second.folder != first.folder and len(second) == 19
+
+
+# ----------------------------------------------------------------------------- concurrent builds
+def test_a_second_build_waits_for_the_first_and_reuses_its_cache(tmp_path, codec):
+    """Two trainings on one dataset: the later build must not delete the earlier one's temp files."""
+    import shutil
+    import threading
+    import time
+
+    from filelock import FileLock
+
+    probe = build(FakeSource(), codec, tmp_path / "probe")  # the finished cache the other process makes
+    folder = tmp_path / "cache" / probe.folder.name
+    folder.mkdir(parents=True)
+    started = json.loads((probe.folder / MANIFEST_NAME).read_text()) | {"complete": False}
+    (folder / MANIFEST_NAME).write_text(json.dumps(started))  # the other build's first write
+    live_tmp = folder / ".episode_000010.1234abcd.wamtmp.npy"  # then its episodes, mid-write
+    live_tmp.write_bytes(b"half written")
+    other = FileLock(str(folder / LOCK_NAME))
+    other.acquire()
+    codec.calls = 0
+    built: list[LatentCache] = []
+    waiter = threading.Thread(target=lambda: built.append(build(FakeSource(), codec, tmp_path / "cache")))
+    waiter.start()
+    time.sleep(1.0)
+    assert waiter.is_alive() and live_tmp.exists() and not list(folder.glob("episode_*.npy"))
+    for path in probe.folder.iterdir():  # the other process finishes its build
+        shutil.copy2(path, folder / path.name)
+    live_tmp.unlink()
+    other.release()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive() and built[0].folder == folder
+    assert codec.calls == 0  # reused, not encoded again
+    for index in range(len(probe)):
+        assert torch.equal(built[0].latents(index), probe.latents(index))
+
+
+def test_a_key_folder_holding_only_a_build_lock_is_a_cache_being_started(tmp_path, codec):
+    folder = tmp_path / "cache" / ("0123456789abcdef")
+    folder.mkdir(parents=True)
+    (folder / LOCK_NAME).touch()
+    check_cache_root(tmp_path / "cache")  # another build has just taken its lock: not a user's folder
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a wam latent cache"):
+        check_cache_root(tmp_path / "cache")

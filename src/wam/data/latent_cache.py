@@ -20,6 +20,10 @@ same inputs is a no-op. The key hashes the dataset's fingerprint (meta files by 
 video files by size and mtime), the codec's fingerprint (type, config, table, weights) and the clip
 parameters: changing any of them selects a new folder. Shards are read memory-mapped.
 
+Several processes may build the same cache at once (two trainings started on one dataset): a
+build holds an inter-process lock on `<key[:16]>/.build.lock` (filelock), so the second one waits,
+then finds the cache complete and reuses it, and never deletes the first one's temporary files.
+
 The default cache root is `<dataset>-latents` next to the dataset folder: nothing is written
 inside the dataset. A build writes only inside its own `<key[:16]>/` folder and deletes only its
 own temporary files there; a cache root that holds anything else (a user's folder that happens to
@@ -28,9 +32,10 @@ be named `<dataset>-latents`, the dataset itself) is refused with one line (`che
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +48,7 @@ from wam.data.fsio import BadFileError, atomic_write, atomic_write_text, iter_te
 
 CACHE_FORMAT = 1
 MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".build.lock"
 TILE_LAYOUTS = ("horizontal", "vertical", "robotwin")
 STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
 
@@ -288,12 +294,17 @@ def check_cache_root(root: Path, dataset_root: Path | None = None) -> None:
         raise FileExistsError(f"{root} is a file, not a latent cache folder; pass another cache folder.")
     for entry in sorted(root.iterdir()):
         is_key = entry.is_dir() and len(entry.name) == 16 and all(c in "0123456789abcdef" for c in entry.name)
-        if is_key and ((entry / MANIFEST_NAME).is_file() or not any(entry.iterdir())):
+        if is_key and _cache_or_starting(entry):
             continue
         raise FileExistsError(
             f"{root} is not a wam latent cache (it holds {entry.name}; a cache holds only "
             f"<key>/{MANIFEST_NAME} folders), so it is left alone: move it away or pass another cache folder."
         )
+
+
+def _cache_or_starting(folder: Path) -> bool:
+    """A key folder with a manifest, or one a build has only locked (or just made) so far."""
+    return (folder / MANIFEST_NAME).is_file() or all(e.name == LOCK_NAME for e in folder.iterdir())
 
 
 def _shard_name(episode_index: int) -> str:
@@ -467,37 +478,80 @@ class LatentCache:
             check_cache_root(root, dataset_root=Path(data))
         else:
             check_cache_root(root)
-        if (folder / MANIFEST_NAME).is_file():
-            try:
-                done = read_json(folder / MANIFEST_NAME)
-            except BadFileError:  # the cache's own manifest, torn: rebuild it below
-                done = {}
-            if isinstance(done, dict) and done.get("complete") and done.get("key") == key:
-                return cls(folder)
+        if _complete(folder, key):
+            return cls(folder)
         spans = source.episodes()
         if not spans:
             raise ValueError("The dataset has no episodes to encode: record some first.")
         folder.mkdir(parents=True, exist_ok=True)
-        for leftover in iter_temp_files(folder):
-            leftover.unlink(missing_ok=True)
-        manifest = {
-            "format": CACHE_FORMAT,
-            "key": key,
-            "complete": False,
-            "dataset_fingerprint": dataset_fp,
-            "codec_fingerprint": codec_fp,
-            "codec_type": getattr(codec, "codec_type", type(codec).__name__),
-            "clips": spec.to_dict(),
-            "episodes": [[s.episode_index, s.start, s.length] for s in spans],
-        }
-        atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=2))
-        _encode_missing(source, codec, spec, spans, folder, batch_size, progress)
-        manifest["latent_shape"] = list(
-            np.load(folder / _shard_name(spans[0].episode_index), mmap_mode="r").shape[1:]
-        )
-        manifest["complete"] = True
-        atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=2))
+        with _build_lock(folder, progress):
+            if _complete(folder, key):  # another process built it while this one waited
+                return cls(folder)
+            _build(source, codec, spec, spans, folder, key, (dataset_fp, codec_fp), batch_size, progress)
         return cls(folder)
+
+
+def _complete(folder: Path, key: str) -> bool:
+    """True when `folder` holds a finished cache of `key`."""
+    if not (folder / MANIFEST_NAME).is_file():
+        return False
+    try:
+        done = read_json(folder / MANIFEST_NAME)
+    except BadFileError:  # the cache's own manifest, torn: rebuilt by the caller
+        return False
+    return isinstance(done, dict) and bool(done.get("complete")) and done.get("key") == key
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path, progress: bool) -> Iterator[None]:
+    """Hold the folder's build lock, saying so when another process has it."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(folder / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if progress:
+            print(f"waiting for another process that is building the latent cache {folder}", flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _build(
+    source: EpisodeSource,
+    codec: Any,
+    spec: ClipSpec,
+    spans: list[EpisodeSpan],
+    folder: Path,
+    key: str,
+    fingerprints: tuple[str, str],
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """Encode what is missing and mark the cache complete (the caller holds the build lock)."""
+    dataset_fp, codec_fp = fingerprints
+    for leftover in iter_temp_files(folder):
+        leftover.unlink(missing_ok=True)
+    manifest = {
+        "format": CACHE_FORMAT,
+        "key": key,
+        "complete": False,
+        "dataset_fingerprint": dataset_fp,
+        "codec_fingerprint": codec_fp,
+        "codec_type": getattr(codec, "codec_type", type(codec).__name__),
+        "clips": spec.to_dict(),
+        "episodes": [[s.episode_index, s.start, s.length] for s in spans],
+    }
+    atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=2))
+    _encode_missing(source, codec, spec, spans, folder, batch_size, progress)
+    manifest["latent_shape"] = list(
+        np.load(folder / _shard_name(spans[0].episode_index), mmap_mode="r").shape[1:]
+    )
+    manifest["complete"] = True
+    atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=2))
 
 
 def _encode_missing(
