@@ -74,6 +74,7 @@ def eval_libero_cached(
             t["episodes"] == args.eval_episodes for t in cached["tasks"].values()
         ):
             return cached
+    resume = _same_episodes(eval_dir, args.eval_episodes)
     results = evaluate(
         policy,
         env="libero",
@@ -85,11 +86,26 @@ def eval_libero_cached(
         workers=args.workers,
         videos_per_task=1,
         out=str(eval_dir),
-        resume=eval_dir.exists(),
+        resume=resume,
     )
     results["stamp"] = stamp
     atomic_write_json(result_file, results, indent=2)
     return results
+
+
+def _same_episodes(eval_dir: Path, episodes: int) -> bool:
+    """True when `eval_dir` holds a partial evaluation of `episodes` per task, which then resumes.
+
+    A folder of this benchmark's own with another --eval-episodes is evaluated again from the start.
+    """
+    run_file = eval_dir / "eval_run.json"
+    if not run_file.is_file():
+        return False
+    before = read_json(run_file, fix="delete it to evaluate again").get("episodes")
+    if before != episodes:
+        print(f"{eval_dir}: evaluated with {before} episodes per task before, now {episodes}: starting again")
+        return False
+    return True
 
 
 def main() -> None:

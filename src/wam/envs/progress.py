@@ -2,9 +2,9 @@
 
 Collection and evaluation both count whole episodes; the bar shows the rates that matter for
 sizing a run (episodes/s and simulated frames/s). `EpisodeProgress(enabled=False)` is silent,
-so library calls from tests and scripts print nothing. When stderr is not a terminal (a run in the
-background writing to a log file), rich draws nothing until the end, so the bar prints one plain
-line at most every `LOG_EVERY_S` seconds instead.
+so library calls from tests and scripts print nothing. Where rich cannot draw a live bar (neither a
+terminal nor a notebook: a run in the background writing to a log file, where rich would print
+nothing until the end), the bar prints one plain line to stderr at most every `LOG_EVERY_S` seconds.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ class EpisodeProgress:
         self._start = time.perf_counter()
         self._progress: Any = None
         self._task: Any = None
-        self._plain = False  # stderr is a file: plain lines instead of a live bar
+        self._plain = False  # no live display (a log file): plain lines instead of a bar
         self._last_line = 0.0
 
     def __enter__(self) -> EpisodeProgress:
         self._start = time.perf_counter()
         self._last_line = self._start
-        self._plain = self.enabled and not sys.stderr.isatty()
+        self._plain = self.enabled and not _live_display()
         if self.enabled and not self._plain:
             from rich.progress import (
                 BarColumn,
@@ -93,6 +93,14 @@ class EpisodeProgress:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if self._progress is not None:
             self._progress.__exit__(exc_type, exc, tb)
+
+
+def _live_display() -> bool:
+    """True where rich draws a live bar: a terminal or a Jupyter notebook."""
+    from rich import get_console
+
+    console = get_console()
+    return console.is_terminal or console.is_jupyter
 
 
 def _clock(seconds: float) -> str:
