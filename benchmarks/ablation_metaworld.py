@@ -34,6 +34,7 @@ ENTRIES = (
     Entry("fastwam-idm", "fastwam-tiny-idm"),
     Entry("fastwam-no-video", "fastwam-tiny-novideo"),
     Entry("lightwam", "lightwam-tiny"),
+    Entry("lightwam-frozen", "lightwam-tiny", ("policy.train_backbone=false",)),
     Entry("baseline", "baseline-tiny"),
 )
 WHAT = {
@@ -42,6 +43,7 @@ WHAT = {
     "fastwam-idm": "future video generated first, then actions conditioned on it",
     "fastwam-no-video": "trained without the video loss",
     "lightwam": "LoRA backbone + state-fusion head, downsampled video loss, one pass",
+    "lightwam-frozen": "lightwam with the tiny backbone frozen at its random init (LoRA only)",
     "baseline": "no world model (image encoder + action head)",
     "expert": "Meta-World scripted expert (privileged state)",
 }

@@ -1,10 +1,11 @@
 """World Action Models trained and evaluated on LIBERO on a CPU, from scripted-expert demonstrations.
 
 On a few tasks of one suite: collect demonstrations with the scripted experts (`wam collect
-libero`: sampled initial states, never the evaluation's fixed ones), train `lightwam-tiny`,
-`fastwam-tiny` and `baseline-tiny` on them (same data, steps and seed), and evaluate each
-closed-loop with the authors' protocol (the tasks' fixed init states in order, 30 wait steps,
-horizon 400) beside the expert itself; latency per chunk is timed round-robin in the same run.
+libero`: sampled initial states, never the evaluation's fixed ones), train `lightwam-tiny` (and
+its ablation with the tiny backbone frozen), `fastwam-tiny` and `baseline-tiny` on them (same
+data, steps and seed), and evaluate each closed-loop with the authors' protocol (the tasks' fixed
+init states in order, 30 wait steps, horizon 400) beside the expert itself; latency per chunk is
+timed round-robin in the same run.
 The dataset stores LIBERO's own gripper convention (-1 open, +1 close, as the LeRobot LIBERO
 datasets), so the trained policies are evaluated with `--gripper binarize`; the expert emits
 the authors' convention and runs under the default.
@@ -32,12 +33,15 @@ from wam.pipeline import check_settings, checkpoint_stamp, ensure_codec, example
 
 RESULTS = Path(__file__).parent / "results"
 CAMERAS = "image,wrist_image"
+STAMP_FILE = "stamp.json"  # the checkpoint an evaluation folder's episodes come from
 
 
 def entries() -> list[Entry]:
     cams = (f"policy.cameras={CAMERAS}",)
     return [
         Entry("lightwam-tiny", "lightwam-tiny", cams),
+        # the tiny backbone frozen at its random init, as the preset was before train_backbone
+        Entry("lightwam-tiny-frozen", "lightwam-tiny", (*cams, "policy.train_backbone=false")),
         Entry("fastwam-tiny", "fastwam-tiny", cams),
         Entry("baseline-tiny", "baseline-tiny", cams),
     ]
@@ -74,7 +78,8 @@ def eval_libero_cached(
             t["episodes"] == args.eval_episodes for t in cached["tasks"].values()
         ):
             return cached
-    resume = _same_episodes(eval_dir, args.eval_episodes)
+    resume = _same_policy(eval_dir, stamp)
+    atomic_write_json(eval_dir / STAMP_FILE, {"stamp": stamp})
     results = evaluate(
         policy,
         env="libero",
@@ -93,19 +98,17 @@ def eval_libero_cached(
     return results
 
 
-def _same_episodes(eval_dir: Path, episodes: int) -> bool:
-    """True when `eval_dir` holds a partial evaluation of `episodes` per task, which then resumes.
+def _same_policy(eval_dir: Path, stamp: str) -> bool:
+    """True when `eval_dir` holds episodes of the checkpoint `stamp`: they are kept, the rest run.
 
-    A folder of this benchmark's own with another --eval-episodes is evaluated again from the start.
+    Another --eval-episodes resumes too (episode k never depends on the count); episodes of a
+    checkpoint trained again are evaluated again from the start.
     """
-    run_file = eval_dir / "eval_run.json"
-    if not run_file.is_file():
-        return False
-    before = read_json(run_file, fix="delete it to evaluate again").get("episodes")
-    if before != episodes:
-        print(f"{eval_dir}: evaluated with {before} episodes per task before, now {episodes}: starting again")
-        return False
-    return True
+    for name in (STAMP_FILE, "results.json"):  # results.json: folders written before the stamp file
+        if (eval_dir / name).is_file():
+            before = read_json(eval_dir / name, fix="delete it to evaluate again").get("stamp")
+            return before == stamp and (eval_dir / "eval_run.json").is_file()
+    return False
 
 
 def main() -> None:

@@ -103,7 +103,8 @@ def train_cached(experiment: ExperimentConfig, data_dir: Path, run_dir: Path, pr
         train(experiment, data_dir, run_dir, progress=progress)  # a run folder without checkpoint restarts
         return ckpt_io.resolve_checkpoint(run_dir)
     wanted = to_dict(experiment)
-    if _comparable(read_json(run_dir / "config.json"), wanted) != wanted:
+    stored = to_dict(ckpt_io.config_of(ckpt))  # parsed: fields added since it was written get defaults
+    if _comparable(stored, wanted) != wanted:
         raise ValueError(
             f"{run_dir} holds a run with another config: pass a new output folder (or delete this one)."
         )

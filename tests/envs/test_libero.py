@@ -222,6 +222,23 @@ def test_resume_runs_only_the_missing_episodes(fake_libero: None, tmp_path: Path
         evaluate(Scripted(), "libero", resume=True, **{**args, "max_steps": 7})
 
 
+def test_resume_with_more_episodes_runs_only_the_new_ones(fake_libero: None, tmp_path: Path) -> None:
+    args = dict(suites="libero_goal", tasks="0,1", max_steps=6, workers=0, progress=False)
+    full = evaluate(Scripted(), "libero", episodes=4, out=tmp_path / "full", **args)
+    evaluate(Scripted(), "libero", episodes=2, out=tmp_path / "grown", **args)
+    CALLS.clear()
+    grown = evaluate(Scripted(), "libero", episodes=4, out=tmp_path / "grown", resume=True, **args)
+    assert [c[1] for c in CALLS if c[0] == "init"] == [2, 3, 2, 3]  # episodes 2 and 3 of each task
+    assert grown["tasks"] == full["tasks"]
+    CALLS.clear()
+    shrunk = evaluate(Scripted(), "libero", episodes=3, out=tmp_path / "grown", resume=True, **args)
+    assert not [c for c in CALLS if c[0] == "init"]  # all on disk
+    for task, res in shrunk["tasks"].items():
+        assert res["episodes"] == 3
+        assert res["episode_success"] == full["tasks"][task]["episode_success"][:3]
+    assert len((tmp_path / "grown" / "episodes.jsonl").read_text().splitlines()) == 8  # none dropped
+
+
 def test_policy_mismatch_is_one_line_before_any_episode(fake_libero: None) -> None:
     class Four(Scripted):
         action_dim = 4

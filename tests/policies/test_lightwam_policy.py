@@ -172,6 +172,29 @@ def test_inference_is_one_backbone_pass_for_the_whole_batch(codec_dir: Path) -> 
         _policy().predict_action_chunk(obs)
 
 
+@pytest.mark.parametrize("video", [True, False])
+def test_train_backbone_trains_every_used_backbone_weight(video: bool) -> None:
+    policy = _policy(train_backbone=True, video_loss=video)
+    frozen = {n for n, p in policy.backbone.named_parameters() if not p.requires_grad}
+    if video:
+        assert not frozen
+    else:  # the action pass stops after the last adapter block (2) and never reads the video head
+        assert frozen and all(n.startswith(("head.", "blocks.3.")) for n in frozen)
+    assert policy.backbone.patch_embedding.weight.requires_grad
+    assert policy.backbone.blocks[0].self_attn.q.base_layer.weight.requires_grad
+    before = policy.backbone.blocks[0].ffn[0].base_layer.weight.detach().clone()
+    optimizer = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):  # the zero-initialised output layers pass no gradient upstream on step 1
+        optimizer.zero_grad()
+        loss, _ = policy(_batch())
+        loss.backward()
+        optimizer.step()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.parameters() if p.requires_grad)
+    assert not torch.equal(policy.backbone.blocks[0].ffn[0].base_layer.weight, before)
+    state = policy.checkpoint_state_dict()
+    assert "backbone.blocks.0.ffn.0.base_layer.weight" in state  # trained, so it travels
+
+
 def test_checkpoints_leave_out_the_pretrained_backbone(codec_dir: Path, tmp_path: Path) -> None:
     donor = _policy()
     with torch.no_grad():  # a "pretrained" backbone: the donor's frozen weights without LoRA

@@ -77,3 +77,28 @@ def test_train_resume_and_evaluate(data: dict[str, Path], tmp_path: Path) -> Non
     latents = torch.stack([cached[i][LATENTS_KEY][:, :1] for i in (0, 17, 40)])  # the cache's current frames
     encoded = policy.encode_observation({k: torch.as_tensor(v) for k, v in obs.items() if k != "task"})
     assert torch.allclose(encoded, latents, atol=2e-2)  # inference encodes frames as the cache did
+
+
+def test_tiny_preset_trains_its_backbone() -> None:
+    assert get_preset("lightwam-tiny").policy.train_backbone  # no pretrained tiny Wan to keep frozen
+    assert not get_preset("lightwam-wan2.1-1.3b").policy.train_backbone  # the published model: frozen
+
+
+def test_a_run_written_before_a_config_field_existed_is_reused(data: dict[str, Path], tmp_path: Path) -> None:
+    import json
+
+    from wam.pipeline import train_cached
+
+    cfg = _experiment(data["codec"])
+    cfg.policy = dataclasses.replace(cfg.policy, train_backbone=False)
+    run = tmp_path / "run"
+    ckpt = train_cached(cfg, data["root"], run, progress=False)
+    for path in [run / "config.json", *run.glob("checkpoints/*/config.json")]:
+        stored = json.loads(path.read_text())
+        del stored["policy"]["train_backbone"]  # as written before the field was added
+        path.write_text(json.dumps(stored))
+    stamp = (ckpt / "model.safetensors").stat().st_mtime_ns
+    assert train_cached(cfg, data["root"], run, progress=False) == ckpt
+    assert (ckpt / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not trained again
+    with pytest.raises(ValueError, match="another config"):
+        train_cached(_experiment(data["codec"]), data["root"], run, progress=False)  # train_backbone=True

@@ -85,3 +85,13 @@ def test_cli_json_table_and_typo() -> None:
     assert isinstance(typo.exception, ValueError)
     with pytest.raises(ValueError, match=r"did you mean baseline-tiny"):
         raise typo.exception
+
+
+def test_set_overrides_reach_the_counted_policy() -> None:
+    frozen = preset_parameters("lightwam-tiny", overrides=("policy.train_backbone=false",))
+    full = preset_parameters("lightwam-tiny")
+    assert frozen["params_total"] == full["params_total"] == full["params_trainable"]
+    assert frozen["params_trainable"] < full["params_trainable"]
+    assert frozen["config"]["policy"]["train_backbone"] is False
+    with pytest.raises(ValueError, match="applies to policy presets"):
+        preset_parameters("wan2.1-1.3b", overrides=("policy.lr=1",))

@@ -59,3 +59,25 @@ def test_bad_requests_say_what_to_change() -> None:
         PlanRequest("fastwam-tiny", strategy="ddp", offload=True)
     with pytest.raises(ValueError, match="--lora applies to Fast-WAM"):
         plan(PlanRequest("lightwam-tiny", lora=True))
+
+
+def test_set_overrides_change_what_is_planned() -> None:
+    lora = plan(PlanRequest("lightwam-wan2.1-1.3b", gpu_mem_gib=80, micro_batch=8, strategy="ddp"))
+    full = plan(
+        PlanRequest(
+            "lightwam-wan2.1-1.3b",
+            gpu_mem_gib=80,
+            micro_batch=8,
+            strategy="ddp",
+            overrides=("policy.train_backbone=true",),
+        )
+    )
+    assert lora["params_total"] == full["params_total"]
+    assert (
+        lora["params_trainable"] < 0.3 * full["params_total"]
+        and full["params_trainable"] == full["params_total"]
+    )
+    assert full["per_gpu_gib"]["optimizer"] > 3 * lora["per_gpu_gib"]["optimizer"]
+    assert tuple(full["request"]["overrides"]) == ("policy.train_backbone=true",)
+    with pytest.raises(ValueError, match=r"Unknown config key 'policy\.nope'"):
+        plan(PlanRequest("lightwam-tiny", overrides=("policy.nope=1",)))

@@ -65,7 +65,9 @@ def register(app: typer.Typer) -> None:
             "native (LIBERO's -1 open / +1 close). Default: the protocol's (authors).",
         ),
         resume: bool = typer.Option(
-            False, "--resume", help="Keep the finished episodes in --out and run only the others."
+            False,
+            "--resume",
+            help="Keep the finished episodes in --out and run only the others (also to add episodes).",
         ),
         episodes: int = typer.Option(20, help="Episodes per task."),
         workers: int = typer.Option(2, help="Simulator processes (0: run inline)."),

@@ -8,6 +8,7 @@ tiling, chunk and replanning; `--json` adds it under "recipe".
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 
@@ -26,6 +27,9 @@ def register(app: typer.Typer) -> None:
         state_dim: int = typer.Option(4, help="State dimension assumed for a policy (the dataset sets it)."),
         image_size: int = typer.Option(96, help="Image size assumed when the preset takes the dataset's."),
         num_tasks: int = typer.Option(10, help="Instructions assumed for a learned text encoder."),
+        overrides: Annotated[
+            list[str] | None, typer.Option("--set", help="Change the policy preset as `wam train` does.")
+        ] = None,
     ) -> None:
         """Parameter counts (total, trainable, per module) of a preset, built on the meta device;
         for a recipe preset, the authors' recipe it reproduces (source, batch, schedule, ...)."""
@@ -35,7 +39,12 @@ def register(app: typer.Typer) -> None:
 
         recipe = describe_recipe(name) if get_entry(name).recipe is not None else None
         result = preset_parameters(
-            name, action_dim=action_dim, state_dim=state_dim, image_size=image_size, num_tasks=num_tasks
+            name,
+            action_dim=action_dim,
+            state_dim=state_dim,
+            image_size=image_size,
+            num_tasks=num_tasks,
+            overrides=tuple(overrides or ()),
         )
         if recipe is not None:
             result["recipe"] = recipe

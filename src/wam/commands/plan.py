@@ -33,13 +33,26 @@ def register(app: typer.Typer) -> None:
         lora: Annotated[
             bool, typer.Option("--lora", help="Fast-WAM: frozen bf16 video stream + LoRA, trainable expert.")
         ] = False,
+        overrides: Annotated[
+            list[str] | None,
+            typer.Option("--set", help="Change the preset as `wam train` does (repeatable)."),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Per-GPU memory of training PRESET (weights, gradients, optimizer, activations) and the verdict."""
         from wam.training.planner import PlanRequest, plan
 
         request = PlanRequest(
-            preset, gpus, gpu_mem, batch_size, strategy, checkpointing, offload, lora, precision="bf16"
+            preset,
+            gpus,
+            gpu_mem,
+            batch_size,
+            strategy,
+            checkpointing,
+            offload,
+            lora,
+            precision="bf16",
+            overrides=tuple(overrides or ()),
         )
         result = plan(request)
         if as_json:

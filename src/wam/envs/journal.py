@@ -6,6 +6,11 @@ episodes, horizon, cameras, image size). `--resume` reads both, refuses a differ
 in one line, and runs only the episodes not on disk. Each episode's result depends only on its
 start (seed, init state) and the policy, never on its batch, so a resumed evaluation gives the
 same results as an uninterrupted one.
+
+The number of episodes is the one setting a resume may change: episode k starts the same way
+whatever the count (seed `seed + k`, init state k), so `--episodes 10 --resume` on a finished
+5-episode evaluation runs only episodes 5-9 of each task, and a smaller count reports the first
+episodes on disk. The lines of episodes beyond the count are kept for a later, larger resume.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 EPISODES_FILE = "episodes.jsonl"
 RUN_FILE = "eval_run.json"
+EXTENSIBLE = ("episodes",)  # definition keys a resume may change (episode k never depends on them)
 
 
 class EpisodeJournal:
@@ -30,7 +36,7 @@ class EpisodeJournal:
         run_file = out / RUN_FILE
         if resume and run_file.is_file():
             before = read_json(run_file)
-            changed = sorted(k for k in definition if before.get(k) != definition[k])
+            changed = sorted(k for k in definition if k not in EXTENSIBLE and before.get(k) != definition[k])
             if changed:
                 raise ValueError(
                     f"--resume: {out} holds an evaluation with other {', '.join(changed)} "

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wam.configs.overrides import apply_overrides
 from wam.configs.registry import get_backbone, get_entry, get_preset, policy_class
 from wam.configs.serialize import to_dict
 
@@ -61,10 +62,18 @@ def _meta_policy(cfg: Any, sizes: dict[str, int], num_tasks: int) -> tuple[nn.Mo
 
 
 def preset_parameters(
-    name: str, action_dim: int = 4, state_dim: int = 4, image_size: int = 96, num_tasks: int = 10
+    name: str,
+    action_dim: int = 4,
+    state_dim: int = 4,
+    image_size: int = 96,
+    num_tasks: int = 10,
+    overrides: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """{"name", "kind", "params_total", "params_trainable", "modules", "assumed", "config"} of a preset."""
+    """{"name", "kind", "params_total", "params_trainable", "modules", "assumed", "config"} of a preset
+    (a policy preset changed by `overrides`, `--set key=value` as `wam train` takes them)."""
     entry = get_entry(name)
+    if entry.kind == "backbone" and overrides:
+        raise ValueError(f"--set applies to policy presets; {name} is a backbone.")
     if entry.kind == "backbone":
         from wam.models.wan import WanDiT
 
@@ -78,7 +87,7 @@ def preset_parameters(
             "assumed": {},
             "config": dataclasses.asdict(wan_cfg),
         }
-    cfg = get_preset(name)
+    cfg = apply_overrides(get_preset(name), overrides)
     sizes = {"action_dim": action_dim, "state_dim": state_dim, "image_size": image_size}
     policy, assumed = _meta_policy(cfg.policy, sizes, num_tasks)
     return {

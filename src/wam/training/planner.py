@@ -51,6 +51,7 @@ class PlanRequest:
     offload: bool = False  # fsdp: sharded weights, gradients and AdamW states in CPU memory
     lora: bool = False  # Fast-WAM: policy.video_lora=true (frozen bf16 video stream + LoRA, trainable expert)
     precision: str = "bf16"  # "bf16" (GPU training) or "fp32" (CPU, as the tests measure)
+    overrides: tuple[str, ...] = ()  # `--set key=value` changes to the preset, as `wam train` takes them
 
     def __post_init__(self) -> None:
         if self.gpus < 1 or self.gpu_mem_gib <= 0 or (self.micro_batch is not None and self.micro_batch < 1):
@@ -76,7 +77,7 @@ def experiment(request: PlanRequest) -> Any:
     """The preset with its dataset-derived sizes assumed (as `wam bench` does) and the plan's changes."""
     from wam.bench.build import resolve_target
 
-    cfg = resolve_target(request.preset).config
+    cfg = resolve_target(request.preset, overrides=tuple(request.overrides)).config
     policy = cfg.policy
     if hasattr(policy, "gradient_checkpointing"):
         policy = dataclasses.replace(policy, gradient_checkpointing=request.checkpointing)

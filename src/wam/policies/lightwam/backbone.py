@@ -56,11 +56,14 @@ def build_adapters(cfg: LightWAMConfig) -> nn.ModuleDict:
     )
 
 
-def set_trainable(backbone: WanDiT, train_head: bool, last_block: int | None) -> None:
-    """Only LoRA weights (of blocks <= last_block when given) and, with train_head, the video head learn."""
+def set_trainable(
+    backbone: WanDiT, train_head: bool, last_block: int | None, train_base: bool = False
+) -> None:
+    """Which backbone weights learn: LoRA (of blocks <= last_block when given), the video head with
+    train_head, and with train_base every other weight too (blocks after last_block stay frozen)."""
     for name, param in backbone.named_parameters():
-        trainable = is_lora_parameter(name)
-        if trainable and last_block is not None:
+        trainable = train_base or is_lora_parameter(name)
+        if trainable and last_block is not None and name.startswith("blocks."):
             trainable = int(name.split(".")[1]) <= last_block  # "blocks.N.<linear>.lora_A.default.weight"
         param.requires_grad_(trainable)
     backbone.head.requires_grad_(train_head)

@@ -29,7 +29,9 @@ Presets:
     lightwam-tiny          CPU-sized: a 4-block, 64-wide Wan DiT on compact-codec latents (z 16,
                            stride 8) of the dataset's frames (a multiple of 32 px), LoRA rank 8,
                            adapters after blocks 1/2/3, a small expert, learned instruction
-                           embeddings, chunk 16 (5 frames at stride 4)
+                           embeddings, chunk 16 (5 frames at stride 4). No pretrained tiny Wan
+                           exists, so the backbone trains too (`train_backbone`): frozen, it is
+                           random features (measured: LIBERO 20% -> 80%, MT10 69% -> 79%)
 """
 
 from __future__ import annotations
@@ -163,6 +165,9 @@ class LightWAMConfig(PolicyConfig):
     prefix_steps: int | None = 8  # chunk steps whose action error counts fully (None: all H steps)
     tail_weight: float = 0.0  # loss weight of the steps after prefix_steps (Light-WAM: 0)
     gradient_checkpointing: bool = False  # recompute each backbone block in backward (large models)
+    # every backbone weight learns beside LoRA (full fine-tuning; for tiny backbones that have no
+    # pretrained weights, which frozen stay random features). The published model keeps it frozen.
+    train_backbone: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -323,6 +328,7 @@ def lightwam_tiny() -> ExperimentConfig:
                 num_queries=16, num_heads=4, per_layer_dim=64, trunk_dim=128, step_dim=32
             ),
             text_dim=32,
+            train_backbone=True,  # no pretrained tiny backbone: frozen it would stay random features
         ),
         train=TrainConfig(
             steps=3000, batch_size=32, lr=1e-3, warmup_steps=100, min_lr_ratio=0.05, num_workers=1

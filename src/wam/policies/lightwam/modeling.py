@@ -91,9 +91,11 @@ class LightWAMPolicy(TorchPolicy):
         self.configure_trainable()
 
     def configure_trainable(self) -> None:
-        """Freeze everything but LoRA, adapters, video head, action expert, state projection, learned text."""
+        """Freeze everything but LoRA, adapters, video head, action expert, state projection, learned text
+        (and, with policy.train_backbone, the backbone's own weights)."""
         video = self.config.uses_video_loss
-        set_trainable(self.backbone, train_head=video, last_block=None if video else max(self.layers))
+        last_block = None if video else max(self.layers)
+        set_trainable(self.backbone, video, last_block, train_base=self.config.train_backbone)
         for module in (self.adapters, self.action_expert, self.context):
             module.requires_grad_(True)
 
