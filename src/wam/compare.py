@@ -122,8 +122,9 @@ def compare(
     from wam.policies.scripted import ExpertPolicy
     from wam.training.checkpoint import load_policy
 
+    # entries may be added or dropped between runs: each run folder checks its own config
+    # (`train_cached` refuses another one) and each evaluation its checkpoint's stamp
     settings = {
-        "entries": [[e.name, e.preset, list(e.overrides)] for e in entries],
         "dataset": str(Path(data_dir).resolve()),
         "dataset_episodes": LeRobotDataset(data_dir).meta.total_episodes,
         "tasks": list(tasks),

@@ -52,6 +52,13 @@ def test_compare_trains_evaluates_times_and_reports(dataset: Path, tmp_path: Pat
     assert again["rows"]["chunk8"]["train_s"] == results["rows"]["chunk8"]["train_s"] > 0
     with pytest.raises(ValueError, match="made with other steps"):
         compare(entries, dataset, tmp_path, ["drawer-close-v3"], 1, 3, **kwargs)
+    with pytest.MonkeyPatch.context() as mp:  # an entry dropped: the others are still reused
+        mp.setattr(evaluator, "evaluate", forbidden)
+        mp.setattr(loop, "train", forbidden)
+        fewer = compare(entries[:1], dataset, tmp_path, ["drawer-close-v3"], 1, 2, **kwargs)
+    assert list(fewer["rows"]) == ["chunk16"]
+    with pytest.raises(ValueError, match="another config"):  # an entry's name reused for another config
+        compare([Entry("chunk8", "baseline-tiny")], dataset, tmp_path, ["drawer-close-v3"], 1, 2, **kwargs)
 
 
 def test_settings_guard_and_checkpoint_stamp(tmp_path: Path) -> None:
