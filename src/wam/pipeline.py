@@ -103,13 +103,13 @@ def train_cached(experiment: ExperimentConfig, data_dir: Path, run_dir: Path, pr
         train(experiment, data_dir, run_dir, progress=progress)  # a run folder without checkpoint restarts
         return ckpt_io.resolve_checkpoint(run_dir)
     wanted = to_dict(experiment)
-    stored = to_dict(ckpt_io.config_of(ckpt))  # parsed: fields added since it was written get defaults
-    if _comparable(stored, wanted) != wanted:
+    stored = ckpt_io.config_of(ckpt)  # parsed: fields added since it was written get their defaults
+    if _comparable(to_dict(stored), wanted) != wanted:
         raise ValueError(
             f"{run_dir} holds a run with another config: pass a new output folder (or delete this one)."
         )
     if ckpt.name != ckpt_io.step_name(experiment.train.steps):
-        train(ckpt_io.load_config(run_dir), data_dir, run_dir, resume=True, progress=progress)
+        train(stored, data_dir, run_dir, resume=True, progress=progress)
     return ckpt_io.resolve_checkpoint(run_dir)
 
 

@@ -77,7 +77,7 @@ def experiment(request: PlanRequest) -> Any:
     """The preset with its dataset-derived sizes assumed (as `wam bench` does) and the plan's changes."""
     from wam.bench.build import resolve_target
 
-    cfg = resolve_target(request.preset, overrides=tuple(request.overrides)).config
+    cfg = resolve_target(request.preset, overrides=request.overrides).config
     policy = cfg.policy
     if hasattr(policy, "gradient_checkpointing"):
         policy = dataclasses.replace(policy, gradient_checkpointing=request.checkpointing)
