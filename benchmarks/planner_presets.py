@@ -10,7 +10,9 @@ Plans (per GPU, bf16 training, GiB):
   - lightwam-wan2.1-1.3b (Light-WAM, Wan2.1-1.3B): micro-batch 8 on 1, 8 and 64 GPUs, ddp, with and
     without checkpointing, against a 24 GB card.
 Validation: predicted vs measured peak of one CPU training step (float32, one process) of the tiny
-presets, measured from torch's CPU allocator through the profiler (`planner.measure_step_peak`).
+presets (fastwam-tiny with and without LoRA, lightwam-tiny; with and without checkpointing; micro-batch
+8 accumulated 4 times or not at all), measured
+as the kernel's resident high-water mark in a child process (`peak_probe.measure_step_peak`).
 Writes JSON; prints one line per plan.
 """
 
@@ -23,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from wam.training.planner import PlanRequest, experiment, measure_step_peak, plan
+from wam.training.peak_probe import measure_step_peak
+from wam.training.planner import PlanRequest, experiment, plan
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -48,20 +51,35 @@ def requests() -> list[PlanRequest]:
 def validation() -> list[dict]:
     torch.set_num_threads(1)
     rows = []
-    for preset in ("fastwam-tiny", "lightwam-tiny"):
-        for ckpt in (False, True):
-            req = PlanRequest(preset, micro_batch=8, strategy="ddp", precision="fp32", checkpointing=ckpt)
-            planned = plan(req)["peak_bytes"]
-            measured = measure_step_peak(experiment(req), 8)["peak"]
-            rows.append(
-                {
-                    "preset": preset,
-                    "checkpointing": ckpt,
-                    "planned_mib": round(planned / 2**20, 3),
-                    "measured_mib": round(measured / 2**20, 3),
-                    "error": round(planned / measured - 1, 4),
-                }
-            )
+    cases = [
+        (preset, lora, ckpt, batch)
+        for preset, lora in (("fastwam-tiny", False), ("fastwam-tiny", True), ("lightwam-tiny", False))
+        for ckpt in (False, True)
+        for batch in (32, 8)  # 4 accumulated micro-batches of 8, or one
+    ]
+    for preset, lora, ckpt, batch in cases:
+        req = PlanRequest(
+            preset,
+            micro_batch=8,
+            strategy="ddp",
+            precision="fp32",
+            checkpointing=ckpt,
+            lora=lora,
+            overrides=(f"train.batch_size={batch}",),
+        )
+        planned = plan(req)["peak_bytes"]
+        measured = measure_step_peak(experiment(req), 8)["peak"]
+        rows.append(
+            {
+                "preset": preset,
+                "lora": lora,
+                "checkpointing": ckpt,
+                "accumulation": batch // 8,
+                "planned_mib": round(planned / 2**20, 3),
+                "measured_mib": round(measured / 2**20, 3),
+                "error": round(planned / measured - 1, 4),
+            }
+        )
     return rows
 
 

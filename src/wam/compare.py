@@ -5,7 +5,9 @@ seeds. The stages (see `wam.pipeline`) are cached under the output folder, so an
 benchmark resumes where it stopped:
 
     train     `jobs` runs at a time in spawned processes, one torch thread each (on a small CPU two
-              single-threaded runs finish sooner than one two-threaded run after the other)
+              single-threaded runs finish sooner than one two-threaded run after the other); a
+              worker ends when the benchmark process dies, and a run folder takes one training at
+              a time (`wam.training.run_dir.training_lock`)
     evaluate  each trained policy closed-loop on held-out seeds (simulator workers in parallel)
     latency   every policy's `predict_action_chunk` on the same real observation, timed round-robin
               (one call of each policy per round) so that machine load hits all of them alike;
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -65,6 +69,19 @@ def add_benchmark_arguments(parser: Any, out: str, steps: int) -> None:
     parser.add_argument("--workers", type=int, default=2, help="Simulator worker processes.")
 
 
+def exit_with_parent(poll_s: float = 1.0) -> None:
+    """Pool initializer: end this worker once the process that spawned it is gone (killed, out of
+    memory). An orphan otherwise trains on, unseen, into a run folder that a restarted benchmark uses."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)  # checkpoints are published by rename: nothing half-written stays behind
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _train_one(entry: Entry, steps: int, seed: int, data_dir: str, run_dir: str) -> tuple[str, str, float]:
     """Worker: train (or reuse) one entry; returns (name, checkpoint, seconds)."""
     from wam.pipeline import train_cached
@@ -85,7 +102,8 @@ def train_entries(
     if jobs <= 1:
         results = [_train_one(*a) for a in args]
     else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        context = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=exit_with_parent) as pool:
             futures = [pool.submit(_train_one, *a) for a in args]
             results = []
             for future in futures:

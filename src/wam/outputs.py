@@ -24,6 +24,8 @@ from pathlib import Path
 from wam.data.fsio import is_temp_path
 
 MARKER = ".wam"
+RUN_LOCK = ".train.lock"  # held while a run trains (`wam.training.run_dir.training_lock`): never deleted
+KEPT = frozenset({MARKER, RUN_LOCK})  # wam's own bookkeeping, kept when a folder is replaced
 KINDS = ("run", "codec", "eval")
 # the entries each kind of folder may hold (anything else is user content: never deleted)
 LAYOUT: dict[str, frozenset[str]] = {
@@ -62,7 +64,7 @@ def kind_of(folder: str | Path) -> str | None:
 
 def unknown_entries(folder: Path, kind: str) -> list[str]:
     """Names in `folder` that a `kind` folder does not hold (wam's own temporary files excepted)."""
-    allowed = LAYOUT[kind] | {MARKER}
+    allowed = LAYOUT[kind] | KEPT
     return sorted(p.name for p in folder.iterdir() if p.name not in allowed and not is_temp_path(p))
 
 
@@ -144,7 +146,7 @@ def replace_output(folder: str | Path, kind: str, inputs: tuple[str | Path, ...]
     if not folder.exists():
         return
     for entry in folder.iterdir():
-        if entry.name == MARKER:
+        if entry.name in KEPT:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)

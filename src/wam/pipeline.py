@@ -74,16 +74,34 @@ def ensure_dataset(
 
 
 def ensure_codec(data_dir: Path, steps: int, image_size: int, progress: bool = True) -> Path:
-    """The compact codec of the dataset (`<dataset>-codec`), trained now unless it exists."""
+    """The compact codec of the dataset (`<dataset>-codec`), trained now unless it exists.
+
+    An existing codec trained for other steps or another image size raises ValueError (it used to
+    be reused silently, so a benchmark could report settings it did not run).
+    """
     from wam.models.codecs.train import default_codec_dir, train_codec
 
     out = default_codec_dir(data_dir)
     if (out / "config.json").is_file():
+        _check_codec_settings(out, steps, image_size)
         return out
     result = train_codec(data_dir, out, steps=steps, image_size=image_size, progress=progress)
     mark(out, "codec")
     print(f"codec: {result.out_dir} ({result.psnr_db:.1f} dB PSNR, {result.seconds:.0f} s)")
     return out
+
+
+def _check_codec_settings(codec_dir: Path, steps: int, image_size: int) -> None:
+    stats_path = codec_dir / "stats.json"
+    if not stats_path.is_file():
+        return  # a codec without a training record (e.g. copied in by hand) is taken as it is
+    stats = read_json(stats_path, fix="delete the codec folder to train it again")
+    have = (stats.get("train_steps"), stats.get("image_size"))
+    if None not in have and have != (steps, image_size):
+        raise ValueError(
+            f"{codec_dir} holds a codec trained for {have[0]} steps at {have[1]} px, not {steps} at "
+            f"{image_size}: pass --codec-steps {have[0]} --image-size {have[1]}, or a new output folder."
+        )
 
 
 def train_cached(experiment: ExperimentConfig, data_dir: Path, run_dir: Path, progress: bool = True) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from wam.compare import Entry, compare, markdown_table, plot_success_latency
-from wam.pipeline import check_settings, checkpoint_stamp, ensure_dataset
+from wam.pipeline import check_settings, checkpoint_stamp, ensure_codec, ensure_dataset
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,18 @@ def test_settings_guard_and_checkpoint_stamp(tmp_path: Path) -> None:
     assert checkpoint_stamp(ckpt) != first
 
 
+def test_a_cached_codec_trained_with_other_settings_is_refused(tmp_path: Path) -> None:
+    codec = tmp_path / "data-codec"
+    codec.mkdir()
+    (codec / "config.json").write_text("{}")
+    (codec / "stats.json").write_text('{"train_steps": 1500, "image_size": 64}')
+    assert ensure_codec(tmp_path / "data", 1500, 64) == codec
+    with pytest.raises(ValueError, match="trained for 1500 steps at 64 px, not 6000 at 64"):
+        ensure_codec(tmp_path / "data", 6000, 64)  # it used to be reused, and reported as 6000
+    with pytest.raises(ValueError, match="--image-size 64"):
+        ensure_codec(tmp_path / "data", 1500, 96)
+
+
 def test_latency_is_timed_after_a_seeded_evaluation() -> None:
     """An evaluation leaves a sampling policy seeded for its batch (`reset(seeds)`); the batch-1 timing
     must not inherit it (it stopped the ablation benchmark: "reset with 20 seeds but got a batch of 1")."""
@@ -89,3 +101,41 @@ def test_latency_is_timed_after_a_seeded_evaluation() -> None:
     policy.reset(seeds=list(range(20)))  # as the evaluator leaves it after a batch of 20 episodes
     latency = round_robin_latency({"fastwam": policy}, synthetic_observation(policy, 1, "images"), rounds=2)
     assert latency["fastwam"]["latency_ms_p50"] > 0
+
+
+PARENT = """
+import multiprocessing as mp, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from wam.compare import exit_with_parent
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=exit_with_parent, initargs=(0.1,)) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)
+        pool.submit(time.sleep, 60)
+        time.sleep(60)
+"""
+
+
+def test_a_training_worker_ends_when_its_benchmark_is_killed(tmp_path: Path) -> None:
+    """An orphaned worker used to train on for minutes into the run folder a restart had reused."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    worker = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail(f"the worker {worker} outlived its killed parent")

@@ -98,6 +98,29 @@ def test_resume_with_more_steps_matches_a_longer_run(tiny_dataset: Path, tmp_pat
     assert a == pytest.approx(b, abs=1e-6) and len(b) == 4
 
 
+def test_a_run_folder_being_trained_is_refused_to_a_second_training(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Two trainings of one folder interleaved their logs and checkpoints (a benchmark's orphaned worker
+    and its restart): now the second one is refused before it clears or writes anything."""
+    from wam.training.run_dir import training_lock
+
+    run = tmp_path / "run"
+    cfg = tiny_experiment(steps=3)
+    train(cfg, tiny_dataset, run, stop_after=1, progress=False)
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    with training_lock(run):  # another training holds the folder (flock: any other open file)
+        for kwargs in ({"resume": True}, {"overwrite": True}):
+            with pytest.raises(FileExistsError, match="Another process is training into"):
+                train(cfg, tiny_dataset, run, progress=False, **kwargs)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    assert _losses(run).keys() == {1}
+    train(cfg, tiny_dataset, run, resume=True, progress=False)  # released: resumes
+    assert _losses(run).keys() == {1, 2, 3}
+    train(cfg, tiny_dataset, run, overwrite=True, progress=False)  # the lock file is kept, not user content
+    assert (run / ".train.lock").exists() and _losses(run).keys() == {1, 2, 3}
+
+
 def test_train_step_updates_weights_and_rejects_nan(tiny_dataset: Path) -> None:
     from wam.policies.baseline.modeling import BaselinePolicy
     from wam.training.data import open_dataset

@@ -69,7 +69,8 @@ def describe(result: dict) -> str:
     lines = [
         f"{result['preset']}: {result['params_total'] / 1e9:.2f}B parameters "
         f"({result['params_trainable'] / 1e9:.2f}B trainable), {req['gpus']} x {req['gpu_mem_gib']:g} GB, "
-        f"micro-batch {result['micro_batch']} per GPU, {' + '.join(flags)}",
+        f"micro-batch {result['micro_batch']} per GPU x {result['accumulation']} accumulated, "
+        f"{' + '.join(flags)}",
     ]
     for part, gib in result["per_gpu_gib"].items():
         lines.append(f"  {part:<12} {gib:8.2f} GB")

@@ -36,7 +36,7 @@ import json
 import math
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,14 +144,20 @@ def train_step(
     return {**totals, "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm)}
 
 
-def _prepare_run_dir(out: Path, data: str | Path, resume: bool, overwrite: bool, accelerator: Any) -> None:
-    """Check `out` (see `wam.training.run_dir`) on every process; the main one clears and marks it."""
+def _prepare_run_dir(
+    out: Path, data: str | Path, resume: bool, overwrite: bool, accelerator: Any, held: ExitStack
+) -> None:
+    """Check `out` (see `wam.training.run_dir`) on every process; the main one takes its training lock
+    (held in `held` until training ends), then clears and marks it."""
     from wam.outputs import mark
-    from wam.training.run_dir import plan_run_dir, prepare_run_dir
+    from wam.training.run_dir import plan_run_dir, prepare_run_dir, training_lock
 
     action = plan_run_dir(out, data, resume, overwrite)  # one-line errors on every process alike
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if action == "new":
+            mark(out, "run")  # the lock lives inside the folder
+        held.enter_context(training_lock(out))  # before anything in `out` is cleared
         prepare_run_dir(out, data, resume, overwrite)
         if action == "restart":
             print(
@@ -211,12 +217,18 @@ class _Window:
 
 
 def _start_run(
-    cfg: ExperimentConfig, data: str | Path, out: Path, resume: bool, overwrite: bool, strategy: Strategy
+    cfg: ExperimentConfig,
+    data: str | Path,
+    out: Path,
+    resume: bool,
+    overwrite: bool,
+    strategy: Strategy,
+    held: ExitStack,
 ) -> tuple[ExperimentConfig, TrainState, dict, Any, RunLog]:
     """Run folder, dataset, policy and optimiser, restored from the last checkpoint when resuming."""
     accelerator = strategy.accelerator
     inspect_dataset(cfg.policy, data, cfg.name)  # a dataset the policy cannot read fails before any work
-    _prepare_run_dir(out, data, resume, overwrite, accelerator)
+    _prepare_run_dir(out, data, resume, overwrite, accelerator, held)
     with accelerator.main_process_first():  # a missing latent cache is built once, by the main process
         dataset, policy_cfg = open_dataset(cfg.policy, data, cfg.train.episodes)
     cfg = with_activation_checkpointing(ExperimentConfig(policy=policy_cfg, train=cfg.train, name=cfg.name))
@@ -251,13 +263,26 @@ def train(
     `stop_after` ends the run early at that step with a checkpoint, as an interruption would; the
     schedule still spans `cfg.train.steps`.
     """
+    with ExitStack() as held:  # the run folder's training lock, released when training ends
+        return _train(cfg, data, Path(out), resume, overwrite, stop_after, progress, held)
+
+
+def _train(
+    cfg: ExperimentConfig,
+    data: str | Path,
+    out: Path,
+    resume: bool,
+    overwrite: bool,
+    stop_after: int | None,
+    progress: bool,
+    held: ExitStack,
+) -> dict[str, Any]:
     from wam.training.evaluation import PeriodicEval
 
-    out = Path(out)
     accelerator = make_accelerator(cfg.train, out)
     tc = resolve_batch(cfg.train, accelerator.num_processes, accelerator.is_main_process)
     strategy = make_strategy(tc, accelerator)
-    cfg, state, stats, dataset, log = _start_run(cfg, data, out, resume, overwrite, strategy)
+    cfg, state, stats, dataset, log = _start_run(cfg, data, out, resume, overwrite, strategy, held)
     main = accelerator.is_main_process
     tracking.start(accelerator, tc.tracker, cfg.name, to_dict(cfg), out)
     end = min(tc.steps, stop_after or tc.steps)

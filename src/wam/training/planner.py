@@ -11,22 +11,28 @@ Per GPU, for `gpus` data-parallel GPUs at `micro_batch` samples per GPU:
                   reduction buckets (one more copy); bf16 autocast caches a bf16 copy of the trainable
                   weights
     optimizer     AdamW: two float32 moments per trainable parameter (sharded with fsdp)
-    activations   what autograd saves for backward, traced at the preset's real token counts on fake
-                  tensors (`torch._subclasses.FakeTensorMode`: shapes only, nothing allocated); with
-                  activation checkpointing the saved block inputs plus 1.5 layers (the one recomputed
-                  in backward and its gradients' working set)
+    activations   the tensors a training step holds beyond its weights and states, traced forward
+                  and backward at the preset's real token counts on fake tensors
+                  (`torch._subclasses.FakeTensorMode`: shapes only, nothing allocated) by
+                  `live_bytes.LiveBytes`: with activation checkpointing the saved block inputs,
+                  the block recomputed in backward and the gradients in flight, as they happen;
+                  with ddp the gradients appearing as backward frees activations are netted out
+                  against the full gradients counted above, with fsdp they are left out
 `offload` (fsdp + CPUOffloadPolicy) moves the sharded weights, gradients and AdamW states to CPU
 memory. Every figure is reported in GiB ("GB" on the command line means GiB) beside the GPU's.
-The trace runs the policy's own `forward(batch)` with the synthetic batch `wam bench` uses
-(`wam.bench.build.synthetic_batch`); data-dependent scalars (metrics) read as 1.0 during the trace.
+The trace runs the policy's own `forward(batch)` and the loss's backward on the synthetic batch
+`wam bench` uses (`wam.bench.build.synthetic_batch`); data-dependent scalars (metrics) read as 1.0
+during the trace.
 
-Validated in tests/training/test_planner.py against the peak of torch's CPU allocator measured with
-the profiler at tiny scale (single process, float32), and in benchmarks/planner_presets.py.
+Validated in tests/training/test_planner.py against the measured peak of one training step at tiny
+scale (single process, float32: `peak_probe.measure_step_peak`, the kernel's resident high-water
+mark), and in benchmarks/planner_presets.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,14 +119,34 @@ def _fake_parameters(policy: nn.Module, dtype: torch.dtype) -> None:
                 module._parameters[name] = nn.Parameter(data, param.requires_grad)
 
 
-def saved_activation_bytes(cfg: Any, micro_batch: int, precision: str) -> dict[str, Any]:
-    """Trace one training forward on fake tensors: bytes autograd saves, and the parameter layout."""
+_TRACES: dict[str, dict[str, Any]] = {}  # trace_step results by (config, micro-batch, precision)
+
+
+def trace_step(cfg: Any, micro_batch: int, precision: str) -> dict[str, Any]:
+    """`_trace_step`, remembered per process: plans that differ only in GPUs or strategy share it."""
+    from wam.configs.serialize import to_dict
+
+    key = json.dumps([to_dict(cfg), micro_batch, precision], sort_keys=True, default=str)
+    if key not in _TRACES:
+        _TRACES[key] = _trace_step(cfg, micro_batch, precision)
+    return dict(_TRACES[key])
+
+
+def _trace_step(cfg: Any, micro_batch: int, precision: str) -> dict[str, Any]:
+    """Trace one training forward and backward on fake tensors; activation bytes and parameter layout.
+
+    `saved`: bytes autograd saves in the forward. Over forward and backward (`LiveBytes`), with
+    activation checkpointing's recomputation of a block in backward included: `peak`, the peak of
+    live tensor bytes without the parameter gradients; `peak_with_grads`, with them as they appear
+    in backward; `grads`, the gradients' bytes at the end.
+    """
     from accelerate import init_empty_weights
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from wam.bench.build import instructions, synthetic_batch
     from wam.configs.registry import policy_class
     from wam.training.fsdp import sharding_units
+    from wam.training.live_bytes import LiveBytes
 
     with init_empty_weights(include_buffers=False):  # meta weights: released backbones need no files
         policy = policy_class(cfg.policy)(cfg.policy, stats=None)
@@ -129,47 +155,62 @@ def saved_activation_bytes(cfg: Any, micro_batch: int, precision: str) -> dict[s
         _fake_parameters(policy, torch.bfloat16 if precision == "bf16" else torch.float32)
         batch = synthetic_batch(policy, micro_batch, torch.device("cpu"))
     _prefill_instructions(policy, instructions(policy, micro_batch))
-    params = {p.untyped_storage()._cdata for p in policy.parameters()}
+    params = list(policy.parameters())
+    inputs = [*params, *policy.buffers(), *(v for v in batch.values() if torch.is_tensor(v))]
+    ignore = {t.untyped_storage()._cdata for t in inputs}
     seen: set[int] = set()
-    total = [0]
+    saved = [0]
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
-        if storage._cdata not in seen and storage._cdata not in params:
+        if storage._cdata not in seen and storage._cdata not in ignore:
             seen.add(storage._cdata)
-            total[0] += storage.nbytes()
+            saved[0] += storage.nbytes()
         return t
 
     policy.train()
-    with mode, _ScalarsReadOne(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        policy(batch)
+    live = LiveBytes(ignore=inputs)
+    with mode, _ScalarsReadOne(), live:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss, _ = policy(batch)
+        loss.backward()
+        grads = [p.grad for p in params if p.grad is not None]
+        grad_allocs = [live.allocation_of(g) for g in grads]
     units = sharding_units(policy)
     unit_params = [sum(p.numel() for p in u.parameters()) for u in units]
     return {
-        "saved": total[0],
+        "saved": saved[0],
+        "peak": live.peak(excluding=[a for a in grad_allocs if a is not None]),
+        "peak_with_grads": live.peak(),
+        "grads": sum(g.untyped_storage().nbytes() for g in grads),
         "units": len(units),
-        "depth": max((len(m) for m in policy.modules() if isinstance(m, nn.ModuleList)), default=1),
         "unit_params": max(unit_params, default=0),
         "in_units": sum(unit_params),
-        "total": sum(p.numel() for p in policy.parameters()),
-        "trainable": sum(p.numel() for p in policy.parameters() if p.requires_grad),
+        "total": sum(p.numel() for p in params),
+        "trainable": sum(p.numel() for p in params if p.requires_grad),
     }
 
 
 def _activations(request: PlanRequest, cfg: Any, micro: int) -> tuple[float, dict[str, Any]]:
-    """Activation bytes at the peak, and the trace.
+    """Activation bytes the plan adds to weights, gradients and AdamW states, and the trace.
 
-    Without checkpointing: everything autograd saves in the forward. With it: the saved block inputs
-    plus 1.5 layers (the layer recomputed in backward and the working set of its gradients, measured
-    at about half a layer on the tiny presets), a layer being (saved without - saved with
-    checkpointing) / depth.
+    ddp, one micro-batch per optimiser step: the traced peak of activations and gradients together
+    (gradients appear as backward frees activations) minus the full gradients, which the plan counts
+    on their own line, so that the sum is the step's peak. With gradient accumulation the gradients
+    of earlier micro-batches are all there during the next forward, and with fsdp they are
+    reduce-scattered unit by unit (a unit's unsharded gradients are in `buffers`): then the traced
+    peak without gradients. With checkpointing, the trace without it is kept for the report.
     """
-    full = saved_activation_bytes(experiment_with(cfg, False), micro, request.precision)
+    netted = request.strategy == "ddp" and accumulation_of(request, cfg, micro) == 1
+
+    def added(trace: dict[str, Any]) -> float:
+        return trace["peak_with_grads"] - trace["grads"] if netted else trace["peak"]
+
+    full = trace_step(experiment_with(cfg, False), micro, request.precision)
     if not request.checkpointing:
-        return full["saved"], full
-    ckpt = saved_activation_bytes(experiment_with(cfg, True), micro, request.precision)
-    layer = max(full["saved"] - ckpt["saved"], 0) / max(full["depth"], 1)
-    return ckpt["saved"] + 1.5 * layer, {**full, "saved_checkpointed": ckpt["saved"]}
+        return added(full), full
+    ckpt = trace_step(experiment_with(cfg, True), micro, request.precision)
+    return added(ckpt), {**ckpt, "without_checkpointing": added(full)}
 
 
 def experiment_with(cfg: Any, checkpointing: bool) -> Any:
@@ -186,6 +227,11 @@ def micro_batch_of(request: PlanRequest, cfg: Any) -> int:
     if cfg.train.micro_batch_size is not None:
         return int(cfg.train.micro_batch_size)
     return max(1, cfg.train.batch_size // request.gpus)
+
+
+def accumulation_of(request: PlanRequest, cfg: Any, micro: int) -> int:
+    """Micro-batches per optimiser step: the recipe's global batch over micro-batch x GPUs (at least 1)."""
+    return max(cfg.train.grad_accum, -(-cfg.train.batch_size // (micro * request.gpus)), 1)
 
 
 def plan(request: PlanRequest) -> dict[str, Any]:
@@ -226,6 +272,7 @@ def plan(request: PlanRequest) -> dict[str, Any]:
         "preset": request.preset,
         "request": dataclasses.asdict(request),
         "micro_batch": micro,
+        "accumulation": accumulation_of(request, cfg, micro),
         "params_total": total,
         "params_trainable": trainable,
         "lora": uses_lora(cfg),
@@ -233,7 +280,9 @@ def plan(request: PlanRequest) -> dict[str, Any]:
         "peak_gib": round(peak / GIB, 3),
         "peak_bytes": int(peak),
         "cpu_offloaded_gib": round(cpu / GIB, 3),
-        "activations_without_checkpointing_gib": round(trace["saved"] / GIB, 3),
+        "activations_without_checkpointing_gib": round(
+            trace.get("without_checkpointing", activations) / GIB, 3
+        ),
         "fits": peak <= request.gpu_mem_gib * GIB * 0.95,  # 5% for the CUDA context and fragmentation
     }
     result["advice"] = advice(request, result)
@@ -262,42 +311,3 @@ def advice(request: PlanRequest, result: dict[str, Any]) -> list[str]:
     if not request.lora and request.preset.startswith("fastwam") and not result.get("lora"):
         tips.append("--lora: freeze the video stream in bf16 and train LoRA on it plus the action expert")
     return tips
-
-
-def measure_step_peak(cfg: Any, micro_batch: int, seed: int = 0) -> dict[str, int]:
-    """Measured peak bytes of one training step on the CPU (one process, float32), for validation.
-
-    Method: a real policy and AdamW; one step first (AdamW allocates its moments), then the second
-    step (forward, backward, AdamW, zero_grad) runs under `torch.profiler` with `profile_memory`:
-    each op records the bytes torch's CPU allocator gave and took back inside it (its own, not its
-    children's); their running sum in the order the ops end gives the step's peak above what was
-    allocated before it (weights, AdamW moments, the batch), counted from the tensors' storages.
-    """
-    from torch.profiler import ProfilerActivity, profile
-
-    from wam.bench.build import synthetic_batch
-    from wam.configs.registry import policy_class
-    from wam.training.optim import build_optimizer
-
-    torch.manual_seed(seed)
-    policy = policy_class(cfg.policy)(cfg.policy, stats=None).train()
-    optimizer = build_optimizer(policy, cfg.train)
-    batch = synthetic_batch(policy, micro_batch, torch.device("cpu"), seed)
-
-    def step() -> None:
-        loss, _ = policy(batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    step()
-    tensors = [*policy.parameters(), *policy.buffers(), *(v for v in batch.values() if torch.is_tensor(v))]
-    tensors += [t for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
-    before = sum({t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in tensors}.values())
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    running = peak = 0  # each op's own allocations minus frees, counted when it ends
-    for event in sorted(prof.events(), key=lambda e: e.time_range.end):
-        running += event.self_cpu_memory_usage
-        peak = max(peak, running)
-    return {"before": before, "step_peak": peak, "peak": before + peak}

@@ -8,14 +8,19 @@
 
 Anything else is a one-line refusal: an existing run without --resume/--overwrite, an output that
 equals, contains or lies inside the training dataset, a protected or foreign folder.
+While a run trains, its folder's `.train.lock` is held (`training_lock`, an OS file lock that dies
+with the process): a second training of the same folder, e.g. a `--resume` or `--overwrite` while
+the first still runs, is refused before it touches anything.
 Importing this module is light (no torch).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
-from wam.outputs import check_output, check_replaceable, is_empty_dir, kind_of, replace_output
+from wam.outputs import RUN_LOCK, check_output, check_replaceable, is_empty_dir, kind_of, replace_output
 
 
 def has_checkpoint(out: Path) -> bool:
@@ -62,3 +67,22 @@ def prepare_run_dir(out: Path, data: str | Path | None, resume: bool, overwrite:
     if action in ("restart", "overwrite"):
         replace_output(out, "run", (data,) if data is not None else ())
     return action
+
+
+@contextlib.contextmanager
+def training_lock(out: Path) -> Iterator[None]:
+    """Hold `out`'s training lock for the block; raises a one-line FileExistsError if another holds it."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(out / RUN_LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise FileExistsError(
+            f"Another process is training into {out} (it holds {RUN_LOCK}): wait for it to finish or stop "
+            "it; a run folder takes one training at a time."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
