@@ -16,8 +16,10 @@ Per GPU, for `gpus` data-parallel GPUs at `micro_batch` samples per GPU:
                   (`torch._subclasses.FakeTensorMode`: shapes only, nothing allocated) by
                   `live_bytes.LiveBytes`: with activation checkpointing the saved block inputs,
                   the block recomputed in backward and the gradients in flight, as they happen;
-                  with ddp the gradients appearing as backward frees activations are netted out
-                  against the full gradients counted above, with fsdp they are left out
+                  with ddp and one micro-batch per step the gradients appearing as backward frees
+                  activations are netted out against the full gradients counted above; under
+                  gradient accumulation (earlier micro-batches' gradients are all there) and with
+                  fsdp the peak without gradients is added
 `offload` (fsdp + CPUOffloadPolicy) moves the sharded weights, gradients and AdamW states to CPU
 memory. Every figure is reported in GiB ("GB" on the command line means GiB) beside the GPU's.
 The trace runs the policy's own `forward(batch)` and the loss's backward on the synthetic batch
@@ -135,10 +137,9 @@ def trace_step(cfg: Any, micro_batch: int, precision: str) -> dict[str, Any]:
 def _trace_step(cfg: Any, micro_batch: int, precision: str) -> dict[str, Any]:
     """Trace one training forward and backward on fake tensors; activation bytes and parameter layout.
 
-    `saved`: bytes autograd saves in the forward. Over forward and backward (`LiveBytes`), with
-    activation checkpointing's recomputation of a block in backward included: `peak`, the peak of
-    live tensor bytes without the parameter gradients; `peak_with_grads`, with them as they appear
-    in backward; `grads`, the gradients' bytes at the end.
+    Over forward and backward (`LiveBytes`), activation checkpointing's recomputation of a block in
+    backward included: `peak`, the peak of live tensor bytes without the parameter gradients;
+    `peak_with_grads`, with them as they appear in backward; `grads`, the gradients' bytes at the end.
     """
     from accelerate import init_empty_weights
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -157,29 +158,16 @@ def _trace_step(cfg: Any, micro_batch: int, precision: str) -> dict[str, Any]:
     _prefill_instructions(policy, instructions(policy, micro_batch))
     params = list(policy.parameters())
     inputs = [*params, *policy.buffers(), *(v for v in batch.values() if torch.is_tensor(v))]
-    ignore = {t.untyped_storage()._cdata for t in inputs}
-    seen: set[int] = set()
-    saved = [0]
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage._cdata not in seen and storage._cdata not in ignore:
-            seen.add(storage._cdata)
-            saved[0] += storage.nbytes()
-        return t
-
     policy.train()
-    live = LiveBytes(ignore=inputs)
+    live = LiveBytes(ignore=inputs)  # weights, buffers and the batch are counted elsewhere
     with mode, _ScalarsReadOne(), live:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss, _ = policy(batch)
+        loss, _ = policy(batch)
         loss.backward()
         grads = [p.grad for p in params if p.grad is not None]
         grad_allocs = [live.allocation_of(g) for g in grads]
     units = sharding_units(policy)
     unit_params = [sum(p.numel() for p in u.parameters()) for u in units]
     return {
-        "saved": saved[0],
         "peak": live.peak(excluding=[a for a in grad_allocs if a is not None]),
         "peak_with_grads": live.peak(),
         "grads": sum(g.untyped_storage().nbytes() for g in grads),
