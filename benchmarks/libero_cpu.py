@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from wam.compare import Entry, markdown_table, train_entries, write_report
-from wam.data.fsio import atomic_write_json, read_json
-from wam.pipeline import check_settings, checkpoint_stamp, ensure_codec, example_observation
+from wam.data.fsio import read_json
+from wam.pipeline import check_settings, checkpoint_stamp, ensure_codec, eval_cached, example_observation
 
 RESULTS = Path(__file__).parent / "results"
 CAMERAS = "image,wrist_image"
-STAMP_FILE = "stamp.json"  # the checkpoint an evaluation folder's episodes come from
 
 
 def entries() -> list[Entry]:
@@ -67,48 +66,23 @@ def ensure_libero_dataset(out: Path, args: argparse.Namespace) -> Path:
 def eval_libero_cached(
     name: str, policy: Any, args: argparse.Namespace, out_dir: Path, gripper: str, stamp: str = ""
 ) -> dict[str, Any]:
-    """Evaluate `policy` with the authors' protocol into `out_dir/name`, unless it is on disk."""
-    from wam.envs.evaluator import evaluate
-
-    eval_dir = out_dir / name
-    result_file = eval_dir / "results.json"
-    if result_file.exists():
-        cached = read_json(result_file, fix="delete it to evaluate again")
-        if cached.get("stamp", "") == stamp and all(
-            t["episodes"] == args.eval_episodes for t in cached["tasks"].values()
-        ):
-            return cached
-    resume = _same_policy(eval_dir, stamp)
-    atomic_write_json(eval_dir / STAMP_FILE, {"stamp": stamp})
-    results = evaluate(
-        policy,
+    """Evaluate `policy` with the authors' protocol into `out_dir/name`, unless it is on disk; another
+    --eval-episodes of the same checkpoint resumes (`pipeline.eval_cached`)."""
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    return eval_cached(
+        name,
+        lambda: policy,
+        tasks,
+        args.eval_episodes,
+        out_dir,
+        workers=args.workers,
+        stamp=stamp,
         env="libero",
         suites=args.suite,
-        tasks=args.tasks,
-        episodes=args.eval_episodes,
         protocol="authors",
         gripper=gripper,
-        workers=args.workers,
         videos_per_task=1,
-        out=str(eval_dir),
-        resume=resume,
     )
-    results["stamp"] = stamp
-    atomic_write_json(result_file, results, indent=2)
-    return results
-
-
-def _same_policy(eval_dir: Path, stamp: str) -> bool:
-    """True when `eval_dir` holds episodes of the checkpoint `stamp`: they are kept, the rest run.
-
-    Another --eval-episodes resumes too (episode k never depends on the count); episodes of a
-    checkpoint trained again are evaluated again from the start.
-    """
-    for name in (STAMP_FILE, "results.json"):  # results.json: folders written before the stamp file
-        if (eval_dir / name).is_file():
-            before = read_json(eval_dir / name, fix="delete it to evaluate again").get("stamp")
-            return before == stamp and (eval_dir / "eval_run.json").is_file()
-    return False
 
 
 def main() -> None:

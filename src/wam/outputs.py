@@ -31,7 +31,7 @@ KINDS = ("run", "codec", "eval")
 LAYOUT: dict[str, frozenset[str]] = {
     "run": frozenset({"checkpoints", "config.json", "run.json", "log.jsonl", "loss.png", "eval"}),
     "codec": frozenset({"config.json", "codec.safetensors", "stats.json"}),
-    "eval": frozenset({"results.json", "videos", "episodes.jsonl", "eval_run.json"}),
+    "eval": frozenset({"results.json", "videos", "episodes.jsonl", "eval_run.json", "stamp.json"}),
 }
 COMMANDS = {"run": "wam train", "codec": "wam train-codec", "eval": "wam eval"}
 

@@ -143,6 +143,9 @@ def _comparable(config: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any
     return {**config, "policy": policy}
 
 
+STAMP_FILE = "stamp.json"  # which checkpoint (and tasks) an evaluation folder's episodes come from
+
+
 def eval_cached(
     name: str,
     load: Callable[[], Any],
@@ -152,34 +155,52 @@ def eval_cached(
     workers: int = 2,
     stamp: str = "",
     progress: bool = True,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Evaluate `load()` on held-out seeds into `out_dir/name`, unless the same evaluation is on disk."""
+    """Evaluate `load()` into `out_dir/name`, unless the same evaluation is on disk.
+
+    Episode k starts the same way whatever the count (seed `seed + k`, init state k), so the same
+    checkpoint (`stamp`) on the same tasks with another `episodes` resumes: the episodes on disk
+    are kept and only the others run. Another checkpoint or other tasks start afresh. `options` go
+    to `evaluate` (`env` defaults to metaworld; suites, protocol, gripper, videos_per_task).
+    """
     from wam.envs.evaluator import evaluate
 
     eval_dir = out_dir / name
     result_file = eval_dir / "results.json"
-    if result_file.exists():
+    same = _same_evaluation(eval_dir, stamp, list(tasks))
+    if same and result_file.exists():
         cached = read_json(result_file, fix="delete it to evaluate again")
-        same = (
-            sorted(cached.get("tasks", {})) == sorted(tasks)
-            and all(t["episodes"] == episodes for t in cached["tasks"].values())
-            and cached.get("stamp", "") == stamp
-        )
-        if same:
+        if all(t["episodes"] == episodes for t in cached["tasks"].values()):
             return cached
+    policy = load()
+    atomic_write_json(eval_dir / STAMP_FILE, {"stamp": stamp, "tasks": list(tasks)})
     results = evaluate(
-        load(),
-        env="metaworld",
+        policy,
+        **{"env": "metaworld", **options},
         tasks=list(tasks),
         episodes=episodes,
         workers=workers,
         out=str(eval_dir),
         progress=progress,
+        resume=same and (eval_dir / "eval_run.json").is_file(),
     )
-    results["stamp"] = stamp  # which checkpoint was evaluated
+    results["stamp"] = stamp
     atomic_write_json(result_file, results, indent=2)
     mark(eval_dir, "eval")
     return results
+
+
+def _same_evaluation(eval_dir: Path, stamp: str, tasks: list[str]) -> bool:
+    """True when `eval_dir` holds episodes of checkpoint `stamp` on `tasks` (folders written before the
+    stamp file: their results.json, whose task names are compared)."""
+    if (eval_dir / STAMP_FILE).is_file():
+        before = read_json(eval_dir / STAMP_FILE, fix="delete it to evaluate again")
+        return before.get("stamp") == stamp and before.get("tasks", tasks) == tasks
+    if (eval_dir / "results.json").is_file():
+        before = read_json(eval_dir / "results.json", fix="delete it to evaluate again")
+        return before.get("stamp", "") == stamp and sorted(before.get("tasks", {})) == sorted(tasks)
+    return False
 
 
 def example_observation(data_dir: Path) -> dict[str, Any]:

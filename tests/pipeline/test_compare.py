@@ -4,13 +4,14 @@ refused instead of silently reusing stale runs."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from wam.compare import Entry, compare, markdown_table, plot_success_latency
-from wam.pipeline import check_settings, checkpoint_stamp, ensure_codec, ensure_dataset
+from wam.pipeline import check_settings, checkpoint_stamp, ensure_codec, ensure_dataset, eval_cached
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,36 @@ def test_a_cached_codec_trained_with_other_settings_is_refused(tmp_path: Path) -
         ensure_codec(tmp_path / "data", 6000, 64)  # it used to be reused, and reported as 6000
     with pytest.raises(ValueError, match="--image-size 64"):
         ensure_codec(tmp_path / "data", 1500, 96)
+
+
+def test_a_cached_evaluation_grows_with_more_episodes_and_restarts_for_another_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """More --eval-episodes used to re-run every episode of a benchmark's cached evaluation."""
+    from wam.policies.scripted import ExpertPolicy
+
+    loads = []
+
+    def load() -> ExpertPolicy:
+        loads.append(1)
+        return ExpertPolicy()
+
+    def journal() -> list[str]:
+        return (tmp_path / "expert" / "episodes.jsonl").read_text().splitlines()
+
+    args = (["drawer-close-v3"], 1, tmp_path)
+    first = eval_cached("expert", load, *args, workers=0, stamp="a", progress=False)
+    assert first["tasks"]["drawer-close-v3"]["episodes"] == 1 and len(journal()) == 1
+    assert eval_cached("expert", load, *args, workers=0, stamp="a", progress=False) == first
+    assert len(loads) == 1  # the same evaluation is read back, not run
+    kept = json.dumps({**json.loads(journal()[0]), "note": "kept"})  # tells a kept line from a re-run
+    (tmp_path / "expert" / "episodes.jsonl").write_text(kept + "\n")
+    grown = eval_cached("expert", load, ["drawer-close-v3"], 2, tmp_path, 0, "a", progress=False)
+    assert grown["tasks"]["drawer-close-v3"]["episodes"] == 2
+    assert journal()[0] == kept and len(journal()) == 2  # episode 0 kept, episode 1 run
+    eval_cached("expert", load, ["drawer-close-v3"], 1, tmp_path, 0, "b", progress=False)
+    assert len(journal()) == 1 and "kept" not in journal()[0]  # another checkpoint: afresh
+    assert len(loads) == 3
 
 
 def test_latency_is_timed_after_a_seeded_evaluation() -> None:
