@@ -117,6 +117,8 @@ def test_ctrl_c_leaves_whole_episodes(tmp_path: Path) -> None:
         text=True,
         env=env,
         start_new_session=True,
+        # a shell's background job (`pytest &`) starts with SIGINT ignored, and a child inherits it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "saved"

@@ -65,7 +65,16 @@ def test_presets_are_seeded_and_their_mistakes_are_one_line() -> None:
 def test_wam_serve_end_to_end() -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-c", SERVE_APP, "serve", "random:3", "--port", "0", "--host", "127.0.0.1"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # the test ends the server with SIGINT: a shell's background job (`pytest &`) starts with
+        # SIGINT ignored, and a child would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
