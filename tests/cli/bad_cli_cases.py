@@ -31,6 +31,11 @@ CASES: list[BadInput] = [
         "or a folder above one of them",
     ),
     BadInput(
+        "train-run-being-trained",
+        "`wam train --out RUN --resume` (or --overwrite) while another process trains RUN",
+        "Another process is training into",
+    ),
+    BadInput(
         "train-overwrite-run-with-user-file",
         "--overwrite on a run folder where the user also keeps a file",
         "did not write (notes.txt)",

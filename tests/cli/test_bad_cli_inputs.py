@@ -133,6 +133,16 @@ def test_train_overwrite_parent_of_cwd(
     assert _fingerprint(run) == before
 
 
+def test_train_run_being_trained(run: Path, dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from wam.training.run_dir import training_lock
+
+    before = _fingerprint(run)
+    with training_lock(run):  # another training holds RUN (an OS file lock: any other open file)
+        for flag in ("--resume", "--overwrite"):
+            _check(_train(dataset, run, flag), "train-run-being-trained", capsys)
+    assert _fingerprint(run) == before
+
+
 def test_train_overwrite_run_with_user_file(
     run: Path, dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
