@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from wam.training.peak_probe import measure_step_peak
+from wam.training.peak_probe import measure_step_peak, validation_request
 from wam.training.planner import PlanRequest, experiment, plan
 
 RESULTS = Path(__file__).parent / "results"
@@ -58,15 +58,7 @@ def validation() -> list[dict]:
         for batch in (32, 8)  # 4 accumulated micro-batches of 8, or one
     ]
     for preset, lora, ckpt, batch in cases:
-        req = PlanRequest(
-            preset,
-            micro_batch=8,
-            strategy="ddp",
-            precision="fp32",
-            checkpointing=ckpt,
-            lora=lora,
-            overrides=(f"train.batch_size={batch}",),
-        )
+        req = validation_request(preset, lora, ckpt, batch)
         planned = plan(req)["peak_bytes"]
         measured = measure_step_peak(experiment(req), 8)["peak"]
         rows.append(

@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 
-from wam.training.peak_probe import measure_step_peak
+from wam.training.peak_probe import measure_step_peak, validation_request
 from wam.training.planner import PlanRequest, experiment, plan
 
 
@@ -46,15 +46,7 @@ def test_planned_peak_within_15_percent_of_measured(
     preset: str, lora: bool, checkpointing: bool, batch: int
 ) -> None:
     # LoRA + checkpointing was 29% under before the backward was traced (recomputation assumed).
-    request = PlanRequest(
-        preset,
-        micro_batch=8,
-        strategy="ddp",
-        precision="fp32",
-        checkpointing=checkpointing,
-        lora=lora,
-        overrides=(f"train.batch_size={batch}",),
-    )
+    request = validation_request(preset, lora, checkpointing, batch)
     result = plan(request)
     assert result["accumulation"] == batch // 8
     measured = measure_step_peak(experiment(request), 8)["peak"]

@@ -63,7 +63,7 @@ class LiveBytes(TorchDispatchMode):
             del self._views[alloc]
             if self._alloc_of.get(address) == alloc:
                 del self._alloc_of[address]
-            self.timeline.append((alloc, -self._size[alloc]))
+            self.timeline.append((alloc, -self._size.pop(alloc)))
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))

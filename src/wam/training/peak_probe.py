@@ -32,6 +32,24 @@ CLEAR_REFS = "/proc/self/clear_refs"
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4096", "MALLOC_TRIM_THRESHOLD_": "0", "OMP_NUM_THREADS": "1"}
 
 
+def validation_request(
+    preset: str, lora: bool, checkpointing: bool, global_batch: int, micro_batch: int = 8
+) -> Any:
+    """The plan the CPU validation measures: one process, ddp, float32, `micro_batch` samples per
+    forward accumulated to `global_batch`."""
+    from wam.training.planner import PlanRequest
+
+    return PlanRequest(
+        preset,
+        micro_batch=micro_batch,
+        strategy="ddp",
+        precision="fp32",
+        checkpointing=checkpointing,
+        lora=lora,
+        overrides=(f"train.batch_size={global_batch}",),
+    )
+
+
 def measure_step_peak(cfg: Any, micro_batch: int, seed: int = 0, timeout_s: float = 600.0) -> dict[str, int]:
     """Measured bytes of one float32 CPU training step of `cfg`: {"before", "step_peak", "peak"}."""
     from wam.configs.serialize import to_dict
@@ -73,6 +91,7 @@ def _probe(config: dict[str, Any], micro_batch: int, seed: int) -> dict[str, int
     from wam.configs.registry import policy_class
     from wam.configs.serialize import experiment_from_dict
     from wam.training.optim import build_optimizer
+    from wam.training.planner import accumulation_of
 
     torch.set_num_threads(1)
     cfg = experiment_from_dict(config)
@@ -81,7 +100,7 @@ def _probe(config: dict[str, Any], micro_batch: int, seed: int) -> dict[str, int
     optimizer = build_optimizer(policy, cfg.train)
     batch = synthetic_batch(policy, micro_batch, torch.device("cpu"), seed)
 
-    accumulation = max(cfg.train.grad_accum, -(-cfg.train.batch_size // micro_batch), 1)
+    accumulation = accumulation_of(cfg, micro_batch)  # one process
 
     def step() -> None:
         for _ in range(accumulation):  # the loop's accumulation: gradients of earlier micro-batches stay

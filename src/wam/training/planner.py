@@ -189,7 +189,7 @@ def _activations(request: PlanRequest, cfg: Any, micro: int) -> tuple[float, dic
     reduce-scattered unit by unit (a unit's unsharded gradients are in `buffers`): then the traced
     peak without gradients. With checkpointing, the trace without it is kept for the report.
     """
-    netted = request.strategy == "ddp" and accumulation_of(request, cfg, micro) == 1
+    netted = request.strategy == "ddp" and accumulation_of(cfg, micro, request.gpus) == 1
 
     def added(trace: dict[str, Any]) -> float:
         return trace["peak_with_grads"] - trace["grads"] if netted else trace["peak"]
@@ -217,9 +217,9 @@ def micro_batch_of(request: PlanRequest, cfg: Any) -> int:
     return max(1, cfg.train.batch_size // request.gpus)
 
 
-def accumulation_of(request: PlanRequest, cfg: Any, micro: int) -> int:
+def accumulation_of(cfg: Any, micro: int, gpus: int = 1) -> int:
     """Micro-batches per optimiser step: the recipe's global batch over micro-batch x GPUs (at least 1)."""
-    return max(cfg.train.grad_accum, -(-cfg.train.batch_size // (micro * request.gpus)), 1)
+    return max(cfg.train.grad_accum, -(-cfg.train.batch_size // (micro * gpus)), 1)
 
 
 def plan(request: PlanRequest) -> dict[str, Any]:
@@ -260,7 +260,7 @@ def plan(request: PlanRequest) -> dict[str, Any]:
         "preset": request.preset,
         "request": dataclasses.asdict(request),
         "micro_batch": micro,
-        "accumulation": accumulation_of(request, cfg, micro),
+        "accumulation": accumulation_of(cfg, micro, request.gpus),
         "params_total": total,
         "params_trainable": trainable,
         "lora": uses_lora(cfg),
