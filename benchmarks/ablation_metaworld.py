@@ -128,7 +128,7 @@ def main() -> None:
         data = Path(args.data)
     else:
         data = ensure_dataset(
-            out / "data", tasks, args.episodes, args.image_size, [args.camera], args.workers
+            out / "data", tasks, args.episodes, args.image_size, [args.camera], args.workers, args.video
         )
     ensure_codec(data, args.codec_steps, args.image_size)
     per_seed = {}

@@ -37,7 +37,9 @@ def main() -> None:
 
     start = time.perf_counter()
     out, tasks = Path(args.out), list(MT10)
-    data = ensure_dataset(out / "data", tasks, args.episodes, args.image_size, [args.camera], args.workers)
+    data = ensure_dataset(
+        out / "data", tasks, args.episodes, args.image_size, [args.camera], args.workers, args.video
+    )
     ensure_codec(data, args.codec_steps, args.image_size)
     entries = [Entry(name, name) for name in args.presets.split(",")]
     results = compare(

@@ -56,11 +56,21 @@ def checkpoint_stamp(ckpt: Path) -> str:
 
 
 def ensure_dataset(
-    out: Path, tasks: Sequence[str], episodes: int, image_size: int, cameras: Sequence[str], workers: int
+    out: Path,
+    tasks: Sequence[str],
+    episodes: int,
+    image_size: int,
+    cameras: Sequence[str],
+    workers: int,
+    video: str = "av1",
 ) -> Path:
-    """Collect `episodes` expert demonstrations per task into `out` (resuming a partial collection)."""
+    """Collect `episodes` expert demonstrations per task into `out` (resuming a partial collection),
+    its videos encoded as `video` (a `wam.data.video.encoding_for` spec). A dataset recorded with
+    another encoding raises ValueError: its frames are not the ones asked for."""
     from wam.envs.collect import collect_metaworld
 
+    if (out / "meta" / "info.json").is_file():
+        _check_video_encoding(out, video)
     collect_metaworld(
         tasks=list(tasks),
         episodes_per_task=episodes,
@@ -69,8 +79,23 @@ def ensure_dataset(
         out=str(out),
         resume=out.exists(),
         workers=workers,
+        video_codec=video,
     )
     return out
+
+
+def _check_video_encoding(root: Path, video: str) -> None:
+    from wam.data.video import encoding_for, encoding_of_feature, encoding_spec
+
+    info = read_json(root / "meta" / "info.json", fix="delete the dataset folder to collect it again")
+    streams = [ft.get("info", {}) for ft in info.get("features", {}).values() if ft.get("dtype") == "video"]
+    have = encoding_spec(encoding_of_feature(streams[0])) if streams else None
+    wanted = encoding_spec(encoding_for(video))
+    if have is not None and have != wanted:
+        raise ValueError(
+            f"{root} was recorded with video encoding {have}, not {wanted}: pass --video {have}, "
+            "or a new output folder."
+        )
 
 
 def ensure_codec(data_dir: Path, steps: int, image_size: int, progress: bool = True) -> Path:

@@ -105,6 +105,11 @@ CASES: list[BadInput] = [
         "multiples of 16",
     ),
     BadInput(
+        "collect-video-setting",
+        "`wam collect metaworld --codec av1:pix_fmt=yuv444p` (SVT-AV1 encodes 4:2:0 only)",
+        "Bad video setting 'pix_fmt=yuv444p'",
+    ),
+    BadInput(
         "set-float-nan",
         "`--set train.lr=nan` (torch said `Invalid learning rate: nan`)",
         "is not a finite number",

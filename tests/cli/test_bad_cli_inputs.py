@@ -364,6 +364,13 @@ def test_collect_help_sizes() -> None:
         assert stem in IMAGE_SIZE_HELP or not size.startswith("x"), name
 
 
+def test_collect_bad_video_setting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "data"
+    args = ["collect", "metaworld", "--tasks", "reach-v3", "--episodes", "1", "--out", str(out)]
+    _check([*args, "--codec", "av1:pix_fmt=yuv444p"], "collect-video-setting", capsys)
+    assert not out.exists()  # refused before anything is simulated or written
+
+
 def test_every_case_has_a_test() -> None:
     tests = Path(__file__).read_text().split("BY_ID = {", 1)[1]  # the code after CASES
     for case in CASES:

@@ -50,6 +50,48 @@ def test_encoding_defaults_follow_lerobot() -> None:
         video.encoding_for("vp9")
 
 
+def dot_frames(length: int = 8, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Grey-brown frames with a 2x2 red marker that moves (a Meta-World goal at 64 px), and its mask."""
+    frames = np.full((length, size, size, 3), (120, 90, 70), np.uint8)
+    mask = np.zeros(frames.shape[:3], bool)
+    for t in range(length):
+        y, x = 10 + 5 * t, 50 - 4 * t
+        mask[t, y : y + 2, x : x + 2] = True
+    frames[mask] = (220, 20, 20)
+    return frames, mask
+
+
+def test_an_encoding_spec_keeps_small_markers_that_the_defaults_smear(tmp_path: Path) -> None:
+    spec = "h264:crf=10,pix_fmt=yuv444p"
+    encoding = video.encoding_for(spec)
+    assert encoding.options() == {"g": "2", "crf": "10"} and encoding.pix_fmt == "yuv444p"
+    assert video.encoding_spec(encoding) == spec and video.encoding_spec(video.encoding_for("av1")) == "av1"
+    frames, mask = dot_frames()
+    errors = {}
+    for name in ("av1", "h264", spec):
+        path = tmp_path / f"{name.replace(':', '_')}.mp4"
+        video.encode_video(path, frames, fps=20, encoding=video.encoding_for(name))
+        decoded, _ = video.decode_all(path)
+        errors[name] = np.abs(decoded.astype(int) - frames)[mask].mean()  # on the marker's pixels
+    assert video.video_stream_info(path)["video.pix_fmt"] == "yuv444p"
+    assert errors[spec] < 10 < min(errors["av1"], errors["h264"]), errors  # 4:2:0 halves colour
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("vp9", "Unknown video codec 'vp9'"),
+        ("av1:pix_fmt=yuv444p", "Bad video setting 'pix_fmt=yuv444p'"),  # SVT-AV1 encodes 4:2:0 only
+        ("h264:crf=ten", "Bad video setting 'crf=ten'"),
+        ("h264:bitrate=1M", "Bad video setting 'bitrate=1M'"),
+        ("h264:crf=99", "0 <= crf <= 63"),
+    ],
+)
+def test_a_bad_encoding_spec_is_one_line(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        video.encoding_for(spec)
+
+
 def test_concat_keeps_exact_timestamps(tmp_path: Path) -> None:
     lengths = (5, 7, 3)
     colors = list(range(20, 20 + 12 * sum(lengths), 12))

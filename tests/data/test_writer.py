@@ -278,6 +278,26 @@ def test_resume_after_finalize_appends_to_the_same_files(written_dataset, tmp_pa
     assert json.loads((root / "meta/info.json").read_text())["total_episodes"] == 5
 
 
+@pytest.mark.parametrize("finalize_first", [True, False])
+def test_a_resumed_dataset_adds_episodes_at_the_quality_it_was_started_with(
+    tmp_path: Path, finalize_first: bool
+) -> None:
+    root = tmp_path / "ds"
+    spec = "h264:crf=10,pix_fmt=yuv444p"
+    writer = LeRobotDatasetWriter.create(root, fps=WRITER_FPS, features=writer_features(), video_codec=spec)
+    episodes = write_episodes(writer, [0, 1])
+    if finalize_first:
+        writer.finalize()
+    resumed = LeRobotDatasetWriter.resume(root)  # no codec given: the dataset's own settings
+    episodes += write_episodes(resumed, [2])
+    resumed.finalize()  # the old resume encoded at crf 30, yuv420p, and could not concatenate
+    features = json.loads((root / "meta/info.json").read_text())["features"]
+    for cam in WRITER_CAMERAS:
+        stream = features[cam]["info"]
+        assert stream["video.pix_fmt"] == "yuv444p" and stream["video.crf"] == 10
+    check_episodes(read_all(root), episodes, list(WRITER_TASKS))
+
+
 def test_kill_during_collection_loses_at_most_the_current_episode(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     script = (

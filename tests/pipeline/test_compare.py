@@ -88,6 +88,16 @@ def test_a_cached_codec_trained_with_other_settings_is_refused(tmp_path: Path) -
         ensure_codec(tmp_path / "data", 1500, 96)
 
 
+def test_a_cached_dataset_recorded_with_another_video_encoding_is_refused(dataset: Path) -> None:
+    info = json.loads((dataset / "meta" / "info.json").read_text())
+    ep = ensure_dataset(dataset, ["drawer-close-v3"], 2, 32, ["corner2"], workers=0, video="av1")
+    assert ep == dataset and json.loads((dataset / "meta" / "info.json").read_text()) == info
+    with pytest.raises(ValueError, match="recorded with video encoding av1, not h264:crf=10,pix_fmt=yuv444p"):
+        ensure_dataset(
+            dataset, ["drawer-close-v3"], 2, 32, ["corner2"], workers=0, video="h264:crf=10,pix_fmt=yuv444p"
+        )
+
+
 def test_a_cached_evaluation_grows_with_more_episodes_and_restarts_for_another_checkpoint(
     tmp_path: Path,
 ) -> None:

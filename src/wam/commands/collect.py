@@ -6,6 +6,7 @@ import warnings
 
 import typer
 
+from wam.data.video import SPEC_HELP
 from wam.envs.seeds import COLLECT_SEED_START
 
 # the sizes the policy presets train on (`wam.configs.images.preset_sizes`; a test keeps them in step)
@@ -31,7 +32,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace the dataset in --out."),
         workers: int = typer.Option(2, help="Simulator processes (0: run inline)."),
         seed: int = typer.Option(COLLECT_SEED_START, help="First seed of each task's attempts."),
-        codec: str = typer.Option("av1", help="Video codec: av1 (LeRobot's default) or h264."),
+        codec: str = typer.Option("av1", help="Video encoding: " + SPEC_HELP + "."),
         slow_render: bool = typer.Option(False, "--slow-render", help="Keep shadows, reflections."),
     ) -> None:
         """Collect Meta-World demonstrations from the scripted expert."""
@@ -86,7 +87,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(
             COLLECT_SEED_START, help="First seed of each task's sampled initial states."
         ),
-        codec: str = typer.Option("av1", help="Video codec: av1 (LeRobot's default) or h264."),
+        codec: str = typer.Option("av1", help="Video encoding: " + SPEC_HELP + "."),
     ) -> None:
         """Collect LIBERO demonstrations from the scripted experts (never the evaluation's init states)."""
         from wam.envs.libero.collect import collect_libero

@@ -12,6 +12,8 @@ import sys
 
 import typer
 
+from wam.data.video import SPEC_HELP
+
 
 def _print_problems(problems: list[str]) -> None:
     for line in problems:
@@ -98,7 +100,7 @@ def register(app: typer.Typer) -> None:
             None, "--image-size", help="Resize every camera to SxS (default: as recorded)."
         ),
         workers: int = typer.Option(2, help="Reader processes (0: read in this process)."),
-        codec: str = typer.Option("av1", help="Video codec: av1 (LeRobot's default) or h264."),
+        codec: str = typer.Option("av1", help="Video encoding: " + SPEC_HELP + "."),
         limit: int | None = typer.Option(None, help="Convert only the first N episodes."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted conversion."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset wam wrote in --out."),

@@ -3,6 +3,9 @@
 Encoding follows LeRobot's `encode_video_frames` defaults (`lerobot/configs/video.py`):
     av1   libsvtav1, yuv420p, g=2, crf=30, preset=12, svtav1-params "fast-decode=0"
     h264  libx264,   yuv420p, g=2, crf=30
+A spec can change the quality settings LeRobot's encoder also takes: "h264:crf=10,pix_fmt=yuv444p".
+At small image sizes the defaults cost detail a policy needs: at 64 px, yuv420p keeps colour at
+32x32 and crf 30 smears a 2-pixel goal marker into the table (benchmarks/results/video_fidelity.*).
 Frame i of a file gets pts i in time base 1/fps, so its timestamp is exactly i / fps.
 
 Concatenation (`concat_videos`) remuxes packets: episode k's packets are shifted by the summed
@@ -153,15 +156,52 @@ class VideoEncoding:
 
 
 ENCODERS = {"av1": "libsvtav1", "h264": "libx264"}
+PIX_FMTS = {"av1": ("yuv420p",), "h264": ("yuv420p", "yuv444p")}  # SVT-AV1 encodes 4:2:0 only
+SPEC_HELP = "av1 (LeRobot's default), h264, or with settings e.g. h264:crf=10,pix_fmt=yuv444p"
 
 
-def encoding_for(codec: str) -> VideoEncoding:
-    """LeRobot's default settings for a codec name ("av1" / "libsvtav1" / "h264" / "libx264")."""
-    aliases = {"libsvtav1": "av1", "libx264": "h264"}
-    codec = aliases.get(codec, codec)
+def encoding_for(spec: str) -> VideoEncoding:
+    """Encoder settings of a spec: a codec name ("av1" / "libsvtav1" / "h264" / "libx264") with
+    LeRobot's defaults, optionally followed by `:crf=N,pix_fmt=X,g=N` (e.g. "h264:crf=10,pix_fmt=yuv444p")."""
+    codec, _, settings = str(spec).partition(":")
+    codec = {"libsvtav1": "av1", "libx264": "h264"}.get(codec, codec)
     if codec not in ENCODERS:
-        raise ValueError(f"Unknown video codec {codec!r}; use 'av1' (LeRobot's default) or 'h264'.")
-    return VideoEncoding(codec=codec, encoder=ENCODERS[codec], preset=12 if codec == "av1" else None)
+        raise ValueError(f"Unknown video codec {codec!r} in {spec!r}: use {SPEC_HELP}.")
+    fields: dict[str, object] = {"preset": 12 if codec == "av1" else None}
+    for item in filter(None, settings.split(",")):
+        key, _, value = item.partition("=")
+        if key == "pix_fmt" and value in PIX_FMTS[codec]:
+            fields[key] = value
+        elif key in ("crf", "g") and value.isdigit():
+            fields[key] = int(value)
+        else:
+            raise ValueError(
+                f"Bad video setting {item!r} in {spec!r}: use crf=0..63, g=N or pix_fmt="
+                f"{'/'.join(PIX_FMTS[codec])} (for {codec}), e.g. {SPEC_HELP.rpartition(' ')[2]}."
+            )
+    return VideoEncoding(codec=codec, encoder=ENCODERS[codec], **fields)  # type: ignore[arg-type]
+
+
+def encoding_of_feature(info: dict[str, object]) -> VideoEncoding:
+    """The encoder settings a dataset's video feature was written with (its `info` in info.json),
+    so that a resumed dataset adds episodes at the quality it was started with."""
+    codec = str(info.get("video.codec", "av1"))
+    codec = {"libsvtav1": "av1", "libx264": "h264"}.get(codec, codec)
+    default = encoding_for(codec)
+    settings = {
+        "pix_fmt": info.get("video.pix_fmt", default.pix_fmt),
+        "crf": info.get("video.crf", default.crf),
+        "g": info.get("video.g", default.g),
+    }
+    return encoding_for(f"{codec}:" + ",".join(f"{k}={v}" for k, v in settings.items()))
+
+
+def encoding_spec(encoding: VideoEncoding) -> str:
+    """The spec `encoding_for` turns back into `encoding` (the codec name alone for LeRobot's defaults)."""
+    default = encoding_for(encoding.codec)
+    keys = [k for k in ("crf", "pix_fmt", "g") if getattr(encoding, k) != getattr(default, k)]
+    changed = [f"{k}={getattr(encoding, k)}" for k in keys]
+    return encoding.codec + (":" + ",".join(changed) if changed else "")
 
 
 # ----------------------------------------------------------------------------- encoding

@@ -48,7 +48,7 @@ from wam.data.format import (
 )
 from wam.data.fsio import atomic_write_json, read_json
 from wam.data.stats import image_stats, numeric_stats
-from wam.data.video import VideoEncoding, encoding_for
+from wam.data.video import VideoEncoding, encoding_for, encoding_of_feature
 from wam.finite import nonfinite_count
 
 ExtraValue = int | float | str | bool
@@ -107,7 +107,11 @@ class LeRobotDatasetWriter:
         _prepare_root(root, overwrite)
         all_features = features_to_json(with_default_features(user_features))
         for key in video_keys(user_features):  # remembered until finalize probes the real stream
-            all_features[key]["info"] = {"video.codec": encoding.codec, "video.pix_fmt": encoding.pix_fmt}
+            all_features[key]["info"] = {
+                "video.codec": encoding.codec,
+                "video.pix_fmt": encoding.pix_fmt,
+                **encoding.info(),
+            }
         info = {
             "codebase_version": CODEBASE_VERSION,
             "robot_type": robot_type,
@@ -146,12 +150,8 @@ class LeRobotDatasetWriter:
                 f"{root} is a LeRobot {info.get('codebase_version')} dataset; "
                 "only v3.0 datasets can be extended."
             )
-        codecs = {
-            ft.get("info", {}).get("video.codec", "av1")
-            for ft in info["features"].values()
-            if ft["dtype"] == "video"
-        }
-        return cls(root, info, encoding_for(codecs.pop() if codecs else "av1"))
+        videos = [ft.get("info", {}) for ft in info["features"].values() if ft["dtype"] == "video"]
+        return cls(root, info, encoding_of_feature(videos[0]) if videos else encoding_for("av1"))
 
     def _load_finalized(self) -> tuple[dict[str, int], list[dict[str, Any]]]:
         from wam.data.metadata import read_episodes_table, read_tasks_parquet

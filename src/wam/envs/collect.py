@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from wam.data.video import encoding_for
 from wam.envs.metaworld.env import CONTROL_FPS, MAX_STEPS, MetaWorldSpec
 from wam.envs.metaworld.tasks import INSTRUCTIONS, resolve_cameras, resolve_tasks
 from wam.envs.progress import EpisodeProgress
@@ -50,7 +51,6 @@ from wam.envs.vector import WorkerPool, WorkerState
 
 HOLD_STEPS = 10  # frames recorded after the first success
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 256
-CODECS = ("av1", "h264")
 ROBOT_TYPE = "sawyer"
 
 STATE_NAMES = ["hand_x", "hand_y", "hand_z", "gripper"]
@@ -83,7 +83,7 @@ class CollectConfig:
     overwrite: bool = False  # delete an existing dataset at `out` first
     workers: int = 2  # simulator processes (0: simulate inline in this process)
     seed: int = COLLECT_SEED_START  # first seed of every task's attempts
-    video_codec: str = "av1"  # "av1" (LeRobot's default) or "h264"
+    video_codec: str = "av1"  # an encoding spec: "av1" (LeRobot's default), "h264:crf=10,pix_fmt=yuv444p"
     fast_render: bool = True  # shadows, reflections and multisampling off (about 7x faster)
     hold_steps: int = HOLD_STEPS  # frames kept after the first success
 
@@ -98,8 +98,7 @@ class CollectConfig:
         collection_seeds(self.seed, self.episodes_per_task)  # validates the count and seed range
         if self.workers < 0:
             raise ValueError(f"workers must be 0 (inline) or more, got {self.workers}.")
-        if self.video_codec not in CODECS:
-            raise ValueError(f"Unknown video codec '{self.video_codec}': use one of {', '.join(CODECS)}.")
+        encoding_for(self.video_codec)  # a bad codec spec raises one line naming it
         if self.resume and self.overwrite:
             raise ValueError(
                 "Pass either --resume (continue the dataset) or --overwrite (replace it), not both."

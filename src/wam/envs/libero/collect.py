@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from wam.data.video import encoding_for
 from wam.envs.collect import (
-    CODECS,
     _open_writer,
     _print_summary,
     _run_queues,
@@ -84,7 +84,7 @@ class LiberoCollectConfig:
     overwrite: bool = False  # delete an existing dataset at `out` first
     workers: int = 2  # simulator processes (0: simulate inline in this process)
     seed: int = COLLECT_SEED_START  # first seed of every task's attempts
-    video_codec: str = "av1"  # "av1" (LeRobot's default) or "h264"
+    video_codec: str = "av1"  # an encoding spec: "av1" (LeRobot's default), "h264:crf=10,pix_fmt=yuv444p"
     hold_steps: int = HOLD_STEPS  # frames kept after the first success
 
     def __post_init__(self) -> None:
@@ -104,8 +104,7 @@ class LiberoCollectConfig:
         collection_seeds(self.seed, self.episodes_per_task)  # validates the count and seed range
         if self.workers < 0:
             raise ValueError(f"workers must be 0 (inline) or more, got {self.workers}.")
-        if self.video_codec not in CODECS:
-            raise ValueError(f"Unknown video codec '{self.video_codec}': use one of {', '.join(CODECS)}.")
+        encoding_for(self.video_codec)  # a bad codec spec raises one line naming it
         if self.resume and self.overwrite:
             raise ValueError(
                 "Pass either --resume (continue the dataset) or --overwrite (replace it), not both."

@@ -1,0 +1,181 @@
+"""How much of Meta-World's small goal markers survives each dataset video encoding, at 64 px.
+
+A policy trained on a LeRobot dataset sees the frames as the video encoder left them, but in the
+simulator it sees them raw. For every encoding spec this renders the same Meta-World frames twice,
+with the goal marker shown and hidden (its site made transparent), so that the marker's pixels and
+the background under them are known exactly. It then encodes the shown frames, decodes them and
+reports:
+
+    marker kept   the fraction of the marker's contrast against its background that survives
+                  (100% = raw, 0% = the marker is gone)
+    marker err    mean abs error (0-255) on the marker's pixels
+    PSNR          over the whole frame
+    B/frame       file bytes per frame; encode / decode ms per frame (median of --repeats)
+
+    python benchmarks/video_fidelity.py [--image-size 64] [--seeds 40]
+
+Writes benchmarks/results/video_fidelity.{json,md,png} (the png: the same crops, raw and decoded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from wam.data.fsio import atomic_write_json, atomic_write_text
+from wam.data.video import decode_all, encode_video, encoding_for
+
+RESULTS = Path(__file__).parent / "results"
+SPECS = ["av1", "h264", "av1:crf=15", "h264:crf=10,pix_fmt=yuv444p", "h264:crf=0,pix_fmt=yuv444p"]
+TASKS = ["reach-v3", "push-v3", "pick-place-v3"]  # the MT10 tasks whose goal is only a small marker
+
+
+def render_pairs(task: str, seeds: int, steps: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (N, H, W, 3) uint8 with the goal marker shown, and the same frames with it hidden."""
+    from wam.envs.metaworld.env import MetaWorldEnv
+
+    env = MetaWorldEnv(task, image_size=size)
+    model, mujoco = env._env.model, env._mujoco
+    goal = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "goal")
+    if goal < 0:
+        raise ValueError(f"{task} has no site named 'goal': pick a task whose goal is a marker.")
+    alpha = float(model.site_rgba[goal, 3])
+    rng = np.random.default_rng(0)
+    shown, hidden = [], []
+    for seed in range(seeds):
+        env.reset(10_000 + seed, render=False)
+        for step in range(steps):
+            if step:
+                env.step(rng.uniform(-1, 1, 4), render=False)
+            for keep, frames in ((alpha, shown), (0.0, hidden)):
+                model.site_rgba[goal, 3] = keep
+                frames.append(env.render()[env.cameras[0]])
+    model.site_rgba[goal, 3] = alpha
+    env.close()
+    return np.stack(shown), np.stack(hidden)
+
+
+def measure(spec: str, shown: np.ndarray, hidden: np.ndarray, repeats: int) -> dict[str, float]:
+    mask = np.abs(shown.astype(int) - hidden).max(axis=-1) > 0  # (N, H, W) the marker's pixels
+    contrast = np.abs(shown.astype(float) - hidden)[mask].sum()
+    encode_s, decode_s = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.mp4"
+        for _ in range(repeats):
+            start = time.perf_counter()
+            encode_video(path, shown, fps=80, encoding=encoding_for(spec))
+            encode_s.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            decoded, _ = decode_all(path)
+            decode_s.append(time.perf_counter() - start)
+        size = path.stat().st_size
+    err = decoded.astype(float) - shown
+    kept = 1 - np.abs(err)[mask].sum() / contrast  # 1: the marker as rendered; 0: its whole contrast lost
+    mse = float((err**2).mean())
+    return {
+        "marker_kept": float(kept),
+        "marker_abs_err": float(np.abs(err)[mask].mean()),
+        "psnr_db": float(10 * np.log10(255**2 / max(mse, 1e-12))),
+        "bytes_per_frame": size / len(shown),
+        "encode_ms_per_frame": 1e3 * statistics.median(encode_s) / len(shown),
+        "decode_ms_per_frame": 1e3 * statistics.median(decode_s) / len(shown),
+        "marker_pixels_per_frame": float(mask.sum() / len(shown)),
+        "decoded": decoded,
+    }
+
+
+def crops_png(path: Path, task_frames: dict[str, dict[str, np.ndarray]], marker_at: dict[str, tuple]) -> None:
+    """One row per task: the raw frame's neighbourhood of the marker, then each encoding's, enlarged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(next(iter(task_frames.values())))
+    fig, axes = plt.subplots(len(task_frames), len(names), figsize=(2.2 * len(names), 2.4 * len(task_frames)))
+    for row, (task, frames) in enumerate(task_frames.items()):
+        index, y, x = marker_at[task]
+        for col, name in enumerate(names):
+            image = frames[name][index]
+            ax = axes[row, col]
+            ax.imshow(image[max(0, y - 12) : y + 12, max(0, x - 12) : x + 12], interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(name if row == 0 else "", fontsize=7)
+        axes[row, 0].set_ylabel(task, fontsize=8)
+    fig.suptitle("Goal marker, raw and after each dataset encoding (24x24 px crops)", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--seeds", type=int, default=40, help="Episodes (initial states) per task.")
+    parser.add_argument("--steps", type=int, default=4, help="Frames per episode (random actions).")
+    parser.add_argument("--specs", default=";".join(SPECS), help="Encoding specs, ';'-separated.")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--report", default="video_fidelity")
+    args = parser.parse_args()
+    specs = args.specs.split(";")
+    for spec in specs:
+        encoding_for(spec)  # a bad spec fails before anything renders
+
+    rows, pictures, marker_at = [], {}, {}
+    for task in TASKS:
+        shown, hidden = render_pairs(task, args.seeds, args.steps, args.image_size)
+        mask = np.abs(shown.astype(int) - hidden).max(axis=-1) > 0
+        index = int(mask.reshape(len(mask), -1).sum(1).argmax())
+        ys, xs = np.nonzero(mask[index])
+        marker_at[task] = (index, int(ys.mean()), int(xs.mean()))
+        pictures[task] = {"raw": shown}
+        for spec in specs:
+            result = measure(spec, shown, hidden, args.repeats)
+            pictures[task][spec] = result.pop("decoded")
+            rows.append({"task": task, "spec": spec, **result})
+            print(f"{task:14s} {spec:28s} marker kept {100 * result['marker_kept']:5.1f}%", flush=True)
+
+    summary = []
+    for spec in specs:
+        mine = [r for r in rows if r["spec"] == spec]
+        summary.append(
+            {
+                "spec": spec,
+                **{k: float(np.mean([r[k] for r in mine])) for k in mine[0] if k not in ("task", "spec")},
+            }
+        )
+    record = {
+        "benchmark": "video_fidelity",
+        "args": vars(args),
+        "tasks": TASKS,
+        "summary": summary,
+        "rows": rows,
+    }
+    stem = RESULTS / args.report
+    atomic_write_json(stem.with_suffix(".json"), record, indent=2)
+    header = "| encoding | marker kept | marker err | PSNR dB | B/frame | encode ms/f | decode ms/f |\n"
+    header += "|---|---|---|---|---|---|---|\n"
+    lines = [
+        f"| `{s['spec']}` | {100 * s['marker_kept']:.1f}% | {s['marker_abs_err']:.1f} | {s['psnr_db']:.1f} | "
+        f"{s['bytes_per_frame']:.0f} | {s['encode_ms_per_frame']:.2f} | {s['decode_ms_per_frame']:.2f} |"
+        for s in summary
+    ]
+    title = f"# Meta-World goal markers through the dataset video encoding, {args.image_size} px"
+    note = (
+        f"{', '.join(TASKS)}; {args.seeds} initial states x {args.steps} frames each; means over the tasks."
+    )
+    atomic_write_text(stem.with_suffix(".md"), f"{title}\n\n{note}\n\n{header}" + "\n".join(lines) + "\n")
+    crops_png(stem.with_suffix(".png"), pictures, marker_at)
+    print(header + "\n".join(lines))
+    print(f"wrote {stem.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()
