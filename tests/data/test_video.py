@@ -92,6 +92,14 @@ def test_a_bad_encoding_spec_is_one_line(spec: str, message: str) -> None:
         video.encoding_for(spec)
 
 
+def test_a_datasets_encoding_is_read_back_from_its_info() -> None:
+    stored = {"video.codec": "h264", "video.pix_fmt": "yuv444p", "video.crf": 10, "video.g": 2}
+    assert video.encoding_spec(video.encoding_of_feature(stored)) == "h264:crf=10,pix_fmt=yuv444p"
+    assert video.encoding_of_feature({"video.codec": "av1", "video.crf": None}) == video.encoding_for("av1")
+    with pytest.raises(ValueError, match="videos are av1:pix_fmt=yuv420p10le, which wam cannot encode"):
+        video.encoding_of_feature({"video.codec": "av1", "video.pix_fmt": "yuv420p10le"})
+
+
 def test_concat_keeps_exact_timestamps(tmp_path: Path) -> None:
     lengths = (5, 7, 3)
     colors = list(range(20, 20 + 12 * sum(lengths), 12))

@@ -185,15 +185,18 @@ def encoding_for(spec: str) -> VideoEncoding:
 def encoding_of_feature(info: dict[str, object]) -> VideoEncoding:
     """The encoder settings a dataset's video feature was written with (its `info` in info.json),
     so that a resumed dataset adds episodes at the quality it was started with."""
-    codec = str(info.get("video.codec", "av1"))
+    codec = str(info.get("video.codec") or "av1")
     codec = {"libsvtav1": "av1", "libx264": "h264"}.get(codec, codec)
-    default = encoding_for(codec)
-    settings = {
-        "pix_fmt": info.get("video.pix_fmt", default.pix_fmt),
-        "crf": info.get("video.crf", default.crf),
-        "g": info.get("video.g", default.g),
-    }
-    return encoding_for(f"{codec}:" + ",".join(f"{k}={v}" for k, v in settings.items()))
+    keys = ("pix_fmt", "crf", "g")
+    given = {k: info.get(f"video.{k}") for k in keys if info.get(f"video.{k}") is not None}
+    spec = f"{codec}:" + ",".join(f"{k}={v}" for k, v in given.items())
+    try:
+        return encoding_for(spec)
+    except ValueError:
+        raise ValueError(
+            f"The dataset's videos are {spec.rstrip(':')}, which wam cannot encode more episodes in "
+            f"({SPEC_HELP}): add them to a new dataset instead."
+        ) from None
 
 
 def encoding_spec(encoding: VideoEncoding) -> str:
