@@ -14,6 +14,14 @@ reports:
 
     python benchmarks/video_fidelity.py [--image-size 64] [--seeds 40]
 
+With `--codecs DIR;DIR`, the same frames also go through each latent codec (raw, not encoded):
+
+    latent response  how far the marker's latent cell moves when the marker is hidden: the RMS over
+                     channels of the change of the normalised latents (unit std per channel over the
+                     dataset), in the cell that changes most; median over frames. What of the marker
+                     reaches a policy that reads the latents (about 0: nothing)
+    recon kept       the marker's contrast kept in the codec's reconstruction
+
 Writes benchmarks/results/video_fidelity.{json,md,png} (the png: the same crops, raw and decoded).
 """
 
@@ -89,6 +97,30 @@ def measure(spec: str, shown: np.ndarray, hidden: np.ndarray, repeats: int) -> d
     }
 
 
+def measure_codec(codec_dir: str, shown: np.ndarray, hidden: np.ndarray) -> dict[str, float]:
+    """The marker's effect on a codec's latents and what its reconstruction keeps of it."""
+    import torch
+
+    from wam.models.codecs.checkpoint import load_codec
+
+    codec = load_codec(codec_dir)
+
+    def encode(frames: np.ndarray) -> torch.Tensor:  # (N, H, W, 3) uint8 -> (N, C, 1, h, w)
+        return codec.encode(torch.from_numpy(frames).float().permute(0, 3, 1, 2)[:, None] / 255.0)
+
+    with torch.no_grad():
+        z_shown, z_hidden = encode(shown), encode(hidden)
+        recon = codec.decode(z_shown)  # (N, 1, 3, H, W) in [0, 1]
+    cells = (z_shown - z_hidden).pow(2).mean(dim=1).flatten(1)  # (N, F*h*w) mean square over channels
+    recon = recon[:, 0].permute(0, 2, 3, 1).numpy() * 255.0  # (N, H, W, 3)
+    mask = np.abs(shown.astype(int) - hidden).max(axis=-1) > 0
+    contrast = np.abs(shown.astype(float) - hidden)[mask].sum()
+    return {
+        "latent_response": float(cells.amax(dim=1).sqrt().median()),
+        "recon_marker_kept": float(1 - np.abs(recon - shown)[mask].sum() / contrast),
+    }
+
+
 def crops_png(path: Path, task_frames: dict[str, dict[str, np.ndarray]], marker_at: dict[str, tuple]) -> None:
     """One row per task: the raw frame's neighbourhood of the marker, then each encoding's, enlarged."""
     import matplotlib
@@ -122,13 +154,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="Frames per episode (random actions).")
     parser.add_argument("--specs", default=";".join(SPECS), help="Encoding specs, ';'-separated.")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--codecs", default="", help="Latent codec folders (or NAME=DIR), ';'-separated.")
     parser.add_argument("--report", default="video_fidelity")
     args = parser.parse_args()
     specs = args.specs.split(";")
     for spec in specs:
         encoding_for(spec)  # a bad spec fails before anything renders
 
-    rows, pictures, marker_at = [], {}, {}
+    rows, codec_rows, pictures, marker_at = [], [], {}, {}
     for task in TASKS:
         shown, hidden = render_pairs(task, args.seeds, args.steps, args.image_size)
         mask = np.abs(shown.astype(int) - hidden).max(axis=-1) > 0
@@ -141,6 +174,12 @@ def main() -> None:
             pictures[task][spec] = result.pop("decoded")
             rows.append({"task": task, "spec": spec, **result})
             print(f"{task:14s} {spec:28s} marker kept {100 * result['marker_kept']:5.1f}%", flush=True)
+        for entry in filter(None, args.codecs.split(";")):
+            name, _, codec_dir = entry.rpartition("=")
+            found = measure_codec(codec_dir, shown, hidden)
+            codec_rows.append({"task": task, "codec": name or codec_dir, "path": codec_dir, **found})
+            response = found["latent_response"]
+            print(f"{task:14s} {name or codec_dir}: latent response {response:.2f} std", flush=True)
 
     summary = []
     for spec in specs:
@@ -157,6 +196,7 @@ def main() -> None:
         "tasks": TASKS,
         "summary": summary,
         "rows": rows,
+        "codecs": codec_rows,
     }
     stem = RESULTS / args.report
     atomic_write_json(stem.with_suffix(".json"), record, indent=2)
@@ -171,9 +211,17 @@ def main() -> None:
     note = (
         f"{', '.join(TASKS)}; {args.seeds} initial states x {args.steps} frames each; means over the tasks."
     )
-    atomic_write_text(stem.with_suffix(".md"), f"{title}\n\n{note}\n\n{header}" + "\n".join(lines) + "\n")
+    text = f"{title}\n\n{note}\n\n{header}" + "\n".join(lines) + "\n"
+    if codec_rows:
+        text += "\n| codec | task | latent response (std) | recon kept |\n|---|---|---|---|\n"
+        text += "".join(
+            f"| `{r['codec']}` | {r['task']} | {r['latent_response']:.2f} | "
+            f"{100 * r['recon_marker_kept']:.1f}% |\n"
+            for r in codec_rows
+        )
+    atomic_write_text(stem.with_suffix(".md"), text)
     crops_png(stem.with_suffix(".png"), pictures, marker_at)
-    print(header + "\n".join(lines))
+    print(text)
     print(f"wrote {stem.with_suffix('.json')}")
 
 
