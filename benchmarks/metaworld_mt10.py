@@ -50,6 +50,8 @@ def main() -> None:
     title = (
         f"MT10, {args.episodes} demos/task, {args.steps} steps, {args.eval_episodes} held-out episodes/task"
     )
+    if (args.image_size, args.video) != (64, "av1"):
+        title += f", {args.image_size} px, videos {args.video}"
     stem = RESULTS / args.report
     write_report(results, stem, title, markdown_table(results), "Meta-World MT10")
     print(f"total {results['total_wall_s'] / 60:.1f} min; wrote {stem.with_suffix('.json')}")

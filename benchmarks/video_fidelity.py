@@ -32,14 +32,23 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from wam.data.fsio import atomic_write_json, atomic_write_text
 from wam.data.video import decode_all, encode_video, encoding_for
+from wam.envs.metaworld.env import CONTROL_FPS
 
 RESULTS = Path(__file__).parent / "results"
-SPECS = ["av1", "h264", "av1:crf=15", "h264:crf=10,pix_fmt=yuv444p", "h264:crf=0,pix_fmt=yuv444p"]
+SPECS = [
+    "av1",
+    "h264",
+    "av1:crf=15",
+    "h264:pix_fmt=yuv444p",
+    "h264:crf=10,pix_fmt=yuv444p",
+    "h264:crf=0,pix_fmt=yuv444p",
+]
 TASKS = ["reach-v3", "push-v3", "pick-place-v3"]  # the MT10 tasks whose goal is only a small marker
 
 
@@ -48,7 +57,7 @@ def render_pairs(task: str, seeds: int, steps: int, size: int) -> tuple[np.ndarr
     from wam.envs.metaworld.env import MetaWorldEnv
 
     env = MetaWorldEnv(task, image_size=size)
-    model, mujoco = env._env.model, env._mujoco
+    model, mujoco = env._env.model, env._mujoco  # the MuJoCo model, to make the goal site transparent
     goal = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "goal")
     if goal < 0:
         raise ValueError(f"{task} has no site named 'goal': pick a task whose goal is a marker.")
@@ -68,7 +77,8 @@ def render_pairs(task: str, seeds: int, steps: int, size: int) -> tuple[np.ndarr
     return np.stack(shown), np.stack(hidden)
 
 
-def measure(spec: str, shown: np.ndarray, hidden: np.ndarray, repeats: int) -> dict[str, float]:
+def measure(spec: str, shown: np.ndarray, hidden: np.ndarray, repeats: int) -> dict[str, Any]:
+    """The measures of one encoding spec, and the decoded frames (key "decoded")."""
     mask = np.abs(shown.astype(int) - hidden).max(axis=-1) > 0  # (N, H, W) the marker's pixels
     contrast = np.abs(shown.astype(float) - hidden)[mask].sum()
     encode_s, decode_s = [], []
@@ -76,7 +86,7 @@ def measure(spec: str, shown: np.ndarray, hidden: np.ndarray, repeats: int) -> d
         path = Path(tmp) / "clip.mp4"
         for _ in range(repeats):
             start = time.perf_counter()
-            encode_video(path, shown, fps=80, encoding=encoding_for(spec))
+            encode_video(path, shown, fps=CONTROL_FPS, encoding=encoding_for(spec))
             encode_s.append(time.perf_counter() - start)
             start = time.perf_counter()
             decoded, _ = decode_all(path)
@@ -175,7 +185,8 @@ def main() -> None:
             rows.append({"task": task, "spec": spec, **result})
             print(f"{task:14s} {spec:28s} marker kept {100 * result['marker_kept']:5.1f}%", flush=True)
         for entry in filter(None, args.codecs.split(";")):
-            name, _, codec_dir = entry.rpartition("=")
+            name, sep, codec_dir = entry.partition("=")
+            name, codec_dir = (name, codec_dir) if sep else ("", name)
             found = measure_codec(codec_dir, shown, hidden)
             codec_rows.append({"task": task, "codec": name or codec_dir, "path": codec_dir, **found})
             response = found["latent_response"]

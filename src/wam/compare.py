@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from wam.data.fsio import atomic_write, atomic_write_json, atomic_write_text
+from wam.data.video import SPEC_HELP
 from wam.pipeline import (
     check_settings,
     checkpoint_stamp,
@@ -65,12 +66,7 @@ def add_benchmark_arguments(parser: Any, out: str, steps: int) -> None:
     parser.add_argument("--codec-steps", type=int, default=1500)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--camera", default="corner2")
-    parser.add_argument(
-        "--video",
-        default="av1",
-        help="Video encoding of the dataset: av1 (LeRobot's default) or a spec such as "
-        "h264:crf=10,pix_fmt=yuv444p (keeps 1-2 px goal markers at 64 px).",
-    )
+    parser.add_argument("--video", default="av1", help=f"Video encoding of the dataset: {SPEC_HELP}.")
     parser.add_argument("--jobs", type=int, default=2, help="Trainings run at once (one CPU thread each).")
     parser.add_argument("--workers", type=int, default=2, help="Simulator worker processes.")
 

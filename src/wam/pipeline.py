@@ -85,13 +85,11 @@ def ensure_dataset(
 
 
 def _check_video_encoding(root: Path, video: str) -> None:
-    from wam.data.video import encoding_for, encoding_of_feature, encoding_spec
+    from wam.data.video import dataset_encoding, encoding_for, encoding_spec
 
     info = read_json(root / "meta" / "info.json", fix="delete the dataset folder to collect it again")
-    streams = [ft.get("info", {}) for ft in info.get("features", {}).values() if ft.get("dtype") == "video"]
-    have = encoding_spec(encoding_of_feature(streams[0])) if streams else None
-    wanted = encoding_spec(encoding_for(video))
-    if have is not None and have != wanted:
+    have, wanted = encoding_spec(dataset_encoding(root, info)), encoding_spec(encoding_for(video))
+    if have != wanted:
         raise ValueError(
             f"{root} was recorded with video encoding {have}, not {wanted}: pass --video {have}, "
             "or a new output folder."

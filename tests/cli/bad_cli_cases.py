@@ -110,6 +110,11 @@ CASES: list[BadInput] = [
         "Bad video setting 'pix_fmt=yuv444p'",
     ),
     BadInput(
+        "collect-resume-other-video",
+        "`wam collect metaworld --resume --codec av1` on an h264 dataset (it appended av1 episodes)",
+        "was recorded with video encoding h264, not av1",
+    ),
+    BadInput(
         "set-float-nan",
         "`--set train.lr=nan` (torch said `Invalid learning rate: nan`)",
         "is not a finite number",

@@ -371,6 +371,14 @@ def test_collect_bad_video_setting(tmp_path: Path, capsys: pytest.CaptureFixture
     assert not out.exists()  # refused before anything is simulated or written
 
 
+def test_collect_resume_other_video(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_tiny_dataset(tmp_path / "data", episodes=1, frames=6)  # h264
+    before = _fingerprint(data)
+    args = ["collect", "metaworld", "--tasks", "reach-v3", "--episodes", "2", "--out", str(data), "--resume"]
+    _check([*args, "--codec", "av1"], "collect-resume-other-video", capsys)
+    assert _fingerprint(data) == before
+
+
 def test_every_case_has_a_test() -> None:
     tests = Path(__file__).read_text().split("BY_ID = {", 1)[1]  # the code after CASES
     for case in CASES:

@@ -73,7 +73,7 @@ def test_an_encoding_spec_keeps_small_markers_that_the_defaults_smear(tmp_path: 
         video.encode_video(path, frames, fps=20, encoding=video.encoding_for(name))
         decoded, _ = video.decode_all(path)
         errors[name] = np.abs(decoded.astype(int) - frames)[mask].mean()  # on the marker's pixels
-    assert video.video_stream_info(path)["video.pix_fmt"] == "yuv444p"
+        assert video.video_stream_info(path)["video.pix_fmt"] == video.encoding_for(name).pix_fmt
     assert errors[spec] < 10 < min(errors["av1"], errors["h264"]), errors  # 4:2:0 halves colour
 
 
@@ -84,20 +84,36 @@ def test_an_encoding_spec_keeps_small_markers_that_the_defaults_smear(tmp_path: 
         ("av1:pix_fmt=yuv444p", "Bad video setting 'pix_fmt=yuv444p'"),  # SVT-AV1 encodes 4:2:0 only
         ("h264:crf=ten", "Bad video setting 'crf=ten'"),
         ("h264:bitrate=1M", "Bad video setting 'bitrate=1M'"),
-        ("h264:crf=99", "0 <= crf <= 63"),
+        ("h264:crf=60", "Bad video setting 'crf=60'"),  # x264 would encode at 51 and record 60
+        ("av1:crf=64", "Bad video setting 'crf=64'"),
+        ("h264:crf=10,crf=20", "Bad video setting 'crf=20'"),
+        ("h264:g=0", "Bad video setting 'g=0'"),
+        ("h264:crf=\u00b2", "Bad video setting"),
     ],
 )
 def test_a_bad_encoding_spec_is_one_line(spec: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as caught:
         video.encoding_for(spec)
+    assert "\n" not in str(caught.value)
+
+
+def test_encoding_specs_are_forgiving_about_case_and_spaces() -> None:
+    spec = "H264: crf=10 , pix_fmt=yuv444p"
+    assert video.encoding_spec(video.encoding_for(spec)) == "h264:crf=10,pix_fmt=yuv444p"
+    assert video.encoding_spec(video.encoding_for("libx264:g=4")) == "h264:g=4"
+    assert video.encoding_for("av1:") == video.encoding_for("av1")
 
 
 def test_a_datasets_encoding_is_read_back_from_its_info() -> None:
     stored = {"video.codec": "h264", "video.pix_fmt": "yuv444p", "video.crf": 10, "video.g": 2}
     assert video.encoding_spec(video.encoding_of_feature(stored)) == "h264:crf=10,pix_fmt=yuv444p"
     assert video.encoding_of_feature({"video.codec": "av1", "video.crf": None}) == video.encoding_for("av1")
+    assert video.encoding_of_feature({"video.codec": "h264", "video.crf": 23.0}).crf == 23
     with pytest.raises(ValueError, match="videos are av1:pix_fmt=yuv420p10le, which wam cannot encode"):
         video.encoding_of_feature({"video.codec": "av1", "video.pix_fmt": "yuv420p10le"})
+    two = {"features": {"a": {"dtype": "video", "info": stored}, "b": {"dtype": "video", "info": {}}}}
+    with pytest.raises(ValueError, match=r"D cannot be extended: its cameras were encoded differently"):
+        video.dataset_encoding(Path("D"), two)
 
 
 def test_concat_keeps_exact_timestamps(tmp_path: Path) -> None:

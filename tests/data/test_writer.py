@@ -296,6 +296,9 @@ def test_a_resumed_dataset_adds_episodes_at_the_quality_it_was_started_with(
         stream = features[cam]["info"]
         assert stream["video.pix_fmt"] == "yuv444p" and stream["video.crf"] == 10
     check_episodes(read_all(root), episodes, list(WRITER_TASKS))
+    with pytest.raises(ValueError, match="recorded with video encoding h264:crf=10,pix_fmt=yuv444p, not av1"):
+        LeRobotDatasetWriter.resume(root, video_codec="av1")  # a resume never mixes two encodings
+    assert LeRobotDatasetWriter.resume(root, video_codec="libx264:pix_fmt=yuv444p,crf=10").num_episodes == 3
 
 
 def test_kill_during_collection_loses_at_most_the_current_episode(tmp_path: Path) -> None:

@@ -157,28 +157,38 @@ class VideoEncoding:
 
 ENCODERS = {"av1": "libsvtav1", "h264": "libx264"}
 PIX_FMTS = {"av1": ("yuv420p",), "h264": ("yuv420p", "yuv444p")}  # SVT-AV1 encodes 4:2:0 only
-SPEC_HELP = "av1 (LeRobot's default), h264, or with settings e.g. h264:crf=10,pix_fmt=yuv444p"
+MAX_CRF = {"av1": 63, "h264": 51}  # x264 would clamp a higher crf to 51 silently
+EXAMPLE_SPEC = "h264:crf=10,pix_fmt=yuv444p"
+SPEC_HELP = f"av1 (LeRobot's default), h264, or with settings e.g. {EXAMPLE_SPEC}"
 
 
 def encoding_for(spec: str) -> VideoEncoding:
     """Encoder settings of a spec: a codec name ("av1" / "libsvtav1" / "h264" / "libx264") with
     LeRobot's defaults, optionally followed by `:crf=N,pix_fmt=X,g=N` (e.g. "h264:crf=10,pix_fmt=yuv444p")."""
-    codec, _, settings = str(spec).partition(":")
-    codec = {"libsvtav1": "av1", "libx264": "h264"}.get(codec, codec)
+    codec, _, settings = str(spec).strip().partition(":")
+    codec = {"libsvtav1": "av1", "libx264": "h264"}.get(codec.lower(), codec.lower())
     if codec not in ENCODERS:
         raise ValueError(f"Unknown video codec {codec!r} in {spec!r}: use {SPEC_HELP}.")
     fields: dict[str, object] = {"preset": 12 if codec == "av1" else None}
-    for item in filter(None, settings.split(",")):
+    for item in (part.strip() for part in settings.split(",") if part.strip()):
         key, _, value = item.partition("=")
-        if key == "pix_fmt" and value in PIX_FMTS[codec]:
-            fields[key] = value
-        elif key in ("crf", "g") and value.isdigit():
-            fields[key] = int(value)
+        number = int(value) if value.isascii() and value.isdecimal() else None
+        if key in fields and key != "preset":
+            ok = False  # the same setting twice
+        elif key == "pix_fmt":
+            ok = value in PIX_FMTS[codec]
+        elif key == "crf":
+            ok = number is not None and number <= MAX_CRF[codec]
+        elif key == "g":
+            ok = number is not None and 1 <= number <= 1000
         else:
+            ok = False
+        if not ok:
             raise ValueError(
-                f"Bad video setting {item!r} in {spec!r}: use crf=0..63, g=N or pix_fmt="
-                f"{'/'.join(PIX_FMTS[codec])} (for {codec}), e.g. {SPEC_HELP.rpartition(' ')[2]}."
+                f"Bad video setting {item!r} in {spec!r}: give each of crf=0..{MAX_CRF[codec]}, g=1..1000, "
+                f"pix_fmt={'/'.join(PIX_FMTS[codec])} at most once (for {codec}), e.g. {EXAMPLE_SPEC}."
             )
+        fields[key] = value if key == "pix_fmt" else number
     return VideoEncoding(codec=codec, encoder=ENCODERS[codec], **fields)  # type: ignore[arg-type]
 
 
@@ -186,17 +196,44 @@ def encoding_of_feature(info: dict[str, object]) -> VideoEncoding:
     """The encoder settings a dataset's video feature was written with (its `info` in info.json),
     so that a resumed dataset adds episodes at the quality it was started with."""
     codec = str(info.get("video.codec") or "av1")
-    codec = {"libsvtav1": "av1", "libx264": "h264"}.get(codec, codec)
-    keys = ("pix_fmt", "crf", "g")
-    given = {k: info.get(f"video.{k}") for k in keys if info.get(f"video.{k}") is not None}
+    given = {}
+    for key in ("pix_fmt", "crf", "g"):
+        value = info.get(f"video.{key}")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # a crf written as 23.0 by another tool
+        if value is not None:
+            given[key] = value
     spec = f"{codec}:" + ",".join(f"{k}={v}" for k, v in given.items())
     try:
         return encoding_for(spec)
     except ValueError:
         raise ValueError(
-            f"The dataset's videos are {spec.rstrip(':')}, which wam cannot encode more episodes in "
-            f"({SPEC_HELP}): add them to a new dataset instead."
+            f"its videos are {spec.rstrip(':')}, which wam cannot encode more episodes in; wam encodes "
+            f"{SPEC_HELP}"
         ) from None
+
+
+def dataset_encoding(root: Path, info: dict) -> VideoEncoding:
+    """The one encoding every video stream of a dataset was written with (`encoding_of_feature` of
+    each camera); cameras written with different settings, or with settings wam cannot encode, are
+    one line naming the dataset (more episodes could not be appended to them)."""
+    streams = {
+        k: ft.get("info", {}) for k, ft in info.get("features", {}).items() if ft.get("dtype") == "video"
+    }
+    if not streams:
+        return encoding_for("av1")
+    try:
+        found = {key: encoding_of_feature(stream) for key, stream in streams.items()}
+    except ValueError as err:
+        raise ValueError(f"{root} cannot be extended: {err}; add the episodes to a new dataset.") from None
+    specs = {key: encoding_spec(encoding) for key, encoding in found.items()}
+    if len(set(specs.values())) > 1:
+        listed = ", ".join(f"{key.removeprefix('observation.images.')} {spec}" for key, spec in specs.items())
+        raise ValueError(
+            f"{root} cannot be extended: its cameras were encoded differently ({listed}); "
+            "add the episodes to a new dataset."
+        )
+    return next(iter(found.values()))
 
 
 def encoding_spec(encoding: VideoEncoding) -> str:

@@ -48,7 +48,7 @@ from wam.data.format import (
 )
 from wam.data.fsio import atomic_write_json, read_json
 from wam.data.stats import image_stats, numeric_stats
-from wam.data.video import VideoEncoding, encoding_for, encoding_of_feature
+from wam.data.video import VideoEncoding, dataset_encoding, encoding_for, encoding_spec
 from wam.finite import nonfinite_count
 
 ExtraValue = int | float | str | bool
@@ -131,8 +131,12 @@ class LeRobotDatasetWriter:
         return cls(root, info, encoding)
 
     @classmethod
-    def resume(cls, root: str | Path) -> LeRobotDatasetWriter:
-        """Continue a dataset (interrupted or finalized): repairs leftovers, then reopens it."""
+    def resume(cls, root: str | Path, video_codec: str | None = None) -> LeRobotDatasetWriter:
+        """Continue a dataset (interrupted or finalized): repairs leftovers, then reopens it.
+
+        New episodes are encoded as the dataset's videos were; a `video_codec` spec that differs
+        from them raises ValueError (one dataset, one encoding).
+        """
         from wam.data.finalize import recover
         from wam.data.staging import remove_incomplete
 
@@ -150,8 +154,15 @@ class LeRobotDatasetWriter:
                 f"{root} is a LeRobot {info.get('codebase_version')} dataset; "
                 "only v3.0 datasets can be extended."
             )
-        videos = [ft.get("info", {}) for ft in info["features"].values() if ft["dtype"] == "video"]
-        return cls(root, info, encoding_of_feature(videos[0]) if videos else encoding_for("av1"))
+        encoding = dataset_encoding(root, info)
+        have = encoding_spec(encoding)
+        wanted = have if video_codec is None else encoding_spec(encoding_for(video_codec))
+        if wanted != have:
+            raise ValueError(
+                f"{root} was recorded with video encoding {have}, not {wanted}: resume it with "
+                f"--codec {have} (or without --codec), or start a new dataset."
+            )
+        return cls(root, info, encoding)
 
     def _load_finalized(self) -> tuple[dict[str, int], list[dict[str, Any]]]:
         from wam.data.metadata import read_episodes_table, read_tasks_parquet

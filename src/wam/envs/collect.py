@@ -83,7 +83,9 @@ class CollectConfig:
     overwrite: bool = False  # delete an existing dataset at `out` first
     workers: int = 2  # simulator processes (0: simulate inline in this process)
     seed: int = COLLECT_SEED_START  # first seed of every task's attempts
-    video_codec: str = "av1"  # an encoding spec: "av1" (LeRobot's default), "h264:crf=10,pix_fmt=yuv444p"
+    video_codec: str | None = (
+        None  # encoding spec, e.g. "h264:crf=10,pix_fmt=yuv444p"; None: av1, or on resume the dataset's
+    )
     fast_render: bool = True  # shadows, reflections and multisampling off (about 7x faster)
     hold_steps: int = HOLD_STEPS  # frames kept after the first success
 
@@ -98,7 +100,8 @@ class CollectConfig:
         collection_seeds(self.seed, self.episodes_per_task)  # validates the count and seed range
         if self.workers < 0:
             raise ValueError(f"workers must be 0 (inline) or more, got {self.workers}.")
-        encoding_for(self.video_codec)  # a bad codec spec raises one line naming it
+        if self.video_codec is not None:
+            encoding_for(self.video_codec)  # a bad codec spec raises one line naming it
         if self.resume and self.overwrite:
             raise ValueError(
                 "Pass either --resume (continue the dataset) or --overwrite (replace it), not both."
@@ -293,7 +296,7 @@ def _open_writer(
     if cfg.overwrite and exists:
         check_replaceable(root, flag="--overwrite")
     if cfg.resume and exists:
-        writer = LeRobotDatasetWriter.resume(root)
+        writer = LeRobotDatasetWriter.resume(root, cfg.video_codec)
         _check_same_features(writer, features)
         return writer
     return LeRobotDatasetWriter.create(
@@ -301,7 +304,7 @@ def _open_writer(
         fps=fps,
         features=features,
         robot_type=robot_type,
-        video_codec=cfg.video_codec,
+        video_codec=cfg.video_codec or "av1",
         overwrite=cfg.overwrite,
     )
 
@@ -340,7 +343,7 @@ def collect_metaworld(
     overwrite: bool = False,
     workers: int = 2,
     seed: int = COLLECT_SEED_START,
-    video_codec: str = "av1",
+    video_codec: str | None = None,
     fast_render: bool = True,
     progress: bool = True,
     on_episode: Callable[[dict[str, Any]], None] | None = None,

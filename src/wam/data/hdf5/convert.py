@@ -26,6 +26,7 @@ from wam.data.format import vector_feature, video_feature
 from wam.data.hdf5.layout import LAYOUTS, Layout, TaskSource, aloha_layout, libero_layout, load_mapping
 from wam.data.hdf5.layout import robotwin_layout as _robotwin_layout
 from wam.data.hdf5.reader import EpisodeRef, camera_names, find_episodes, find_files, load_episode
+from wam.data.video import encoding_for
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def convert_hdf5(
     workers: int = 2,
     resume: bool = False,
     overwrite: bool = False,
-    video_codec: str = "av1",
+    video_codec: str | None = None,
     limit: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
@@ -111,8 +112,10 @@ def convert_hdf5(
     say = log or (lambda text: print(text, file=sys.stderr))
     for note in spec.notes:
         say(f"{spec.name}: {note}")
+    if video_codec is not None:
+        encoding_for(video_codec)  # a bad spec fails before any file is read
     if resume and (out / "meta" / "info.json").exists():
-        writer = LeRobotDatasetWriter.resume(out)
+        writer = LeRobotDatasetWriter.resume(out, video_codec)
         _check_resumable(writer, spec, out)
         done = {str(extra.get("source")) for extra in writer.episode_extras}
     else:
@@ -131,7 +134,7 @@ def convert_hdf5(
                 features = features_of(frames, spec)
                 writer = LeRobotDatasetWriter.create(
                     out, fps=spec.fps, features=features, robot_type=spec.robot_type,
-                    video_codec=video_codec, overwrite=overwrite,
+                    video_codec=video_codec or "av1", overwrite=overwrite,
                 )  # fmt: skip
             _check_shapes(writer.features, frames, ref)
             writer.add_episode(frames, task=instruction, extra={"source": ref.source})

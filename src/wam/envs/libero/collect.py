@@ -84,7 +84,9 @@ class LiberoCollectConfig:
     overwrite: bool = False  # delete an existing dataset at `out` first
     workers: int = 2  # simulator processes (0: simulate inline in this process)
     seed: int = COLLECT_SEED_START  # first seed of every task's attempts
-    video_codec: str = "av1"  # an encoding spec: "av1" (LeRobot's default), "h264:crf=10,pix_fmt=yuv444p"
+    video_codec: str | None = (
+        None  # encoding spec, e.g. "h264:crf=10,pix_fmt=yuv444p"; None: av1, or on resume the dataset's
+    )
     hold_steps: int = HOLD_STEPS  # frames kept after the first success
 
     def __post_init__(self) -> None:
@@ -104,7 +106,8 @@ class LiberoCollectConfig:
         collection_seeds(self.seed, self.episodes_per_task)  # validates the count and seed range
         if self.workers < 0:
             raise ValueError(f"workers must be 0 (inline) or more, got {self.workers}.")
-        encoding_for(self.video_codec)  # a bad codec spec raises one line naming it
+        if self.video_codec is not None:
+            encoding_for(self.video_codec)  # a bad codec spec raises one line naming it
         if self.resume and self.overwrite:
             raise ValueError(
                 "Pass either --resume (continue the dataset) or --overwrite (replace it), not both."
@@ -210,7 +213,7 @@ def collect_libero(
     overwrite: bool = False,
     workers: int = 2,
     seed: int = COLLECT_SEED_START,
-    video_codec: str = "av1",
+    video_codec: str | None = None,
     progress: bool = True,
     on_episode: Callable[[dict[str, Any]], None] | None = None,
     hold_steps: int = HOLD_STEPS,
