@@ -40,17 +40,17 @@ def register(app: typer.Typer) -> None:
         data: str = typer.Option(
             ..., help="LeRobot dataset folder (or hub repo id ORG/NAME) whose camera frames the codec learns."
         ),
-        out: str = typer.Option(None, help="Codec folder [default: <data>-codec next to the dataset]."),
+        out: str = typer.Option(None, help="Codec folder (default: <data>-codec next to the dataset)."),
         steps: int = typer.Option(1500, help="Optimisation steps."),
         batch_size: int = typer.Option(8, help="Clips per step."),
-        image_size: int = typer.Option(None, help="Square size frames are resized to [default: as stored]."),
+        image_size: int = typer.Option(None, help="Square size frames are resized to (default: as stored)."),
         clip_frames: int = typer.Option(5, help="Frames per training clip (1 + 4k)."),
         frame_stride: int = typer.Option(1, help="Dataset frames between clip frames."),
         z_dim: int = typer.Option(16, help="Latent channels."),
         stride: int = typer.Option(8, help="Spatial stride (pixels per latent cell: 4, 8 or 16)."),
         lr: float = typer.Option(2e-3, help="Peak learning rate."),
         seed: int = typer.Option(0, help="Seed of weights and clip sampling."),
-        cameras: str = typer.Option(None, help="Cameras to train on, comma list [default: all]."),
+        cameras: str = typer.Option(None, help="Cameras to train on, comma list (default: all)."),
         workers: int = typer.Option(0, help="DataLoader worker processes decoding video."),
         threads: int = typer.Option(
             0, help="Torch CPU threads (0: torch's default; 1 is best on a busy CPU)."
@@ -99,16 +99,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command("cache-latents")
     def cache_latents_cmd(
-        data: str = typer.Option(..., help="LeRobot dataset folder or hub repo id ORG/NAME[@REV]."),
+        data: str = typer.Option(
+            ..., help="LeRobot dataset folder or hub repo id ORG/NAME, or ORG/NAME@REV."
+        ),
         codec: str = typer.Option(
             None,
-            help="Codec folder, Wan vae/ folder or preset: wan2.1-vae, wan2.2-vae [default: <data>-codec].",
+            help="Codec folder, Wan vae/ folder or preset: wan2.1-vae, wan2.2-vae (default: <data>-codec).",
         ),
-        cache_dir: str = typer.Option(None, help="Cache root [default: <data>-latents next to the dataset]."),
+        cache_dir: str = typer.Option(None, help="Cache root (default: <data>-latents next to the dataset)."),
         clip_frames: int = typer.Option(9, help="Video frames per clip (1 + 4k)."),
         frame_stride: int = typer.Option(4, help="Dataset frames between clip frames (action/video ratio)."),
         image_size: int = typer.Option(None, help="Square size each camera is resized to before tiling."),
-        cameras: str = typer.Option(None, help="Cameras to tile, comma list, in order [default: all]."),
+        cameras: str = typer.Option(None, help="Cameras to tile, comma list, in order (default: all)."),
         layout: str = typer.Option("horizontal", help="Camera tiling: horizontal, vertical or robotwin."),
         batch_size: int = typer.Option(16, help="Clips per codec call."),
         device: str = typer.Option("cpu", help="Torch device for the codec."),

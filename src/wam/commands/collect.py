@@ -32,8 +32,8 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace the dataset in --out."),
         workers: int = typer.Option(2, help="Simulator processes (0: run inline)."),
         seed: int = typer.Option(COLLECT_SEED_START, help="First seed of each task's attempts."),
-        codec: str = typer.Option(
-            None, help="Video encoding: " + SPEC_HELP + " [default: av1; with --resume, the dataset's own]."
+        codec: str | None = typer.Option(
+            None, help="Video encoding: " + SPEC_HELP + "; default av1, or with --resume the dataset's own."
         ),
         slow_render: bool = typer.Option(False, "--slow-render", help="Keep shadows, reflections."),
     ) -> None:
@@ -89,8 +89,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(
             COLLECT_SEED_START, help="First seed of each task's sampled initial states."
         ),
-        codec: str = typer.Option(
-            None, help="Video encoding: " + SPEC_HELP + " [default: av1; with --resume, the dataset's own]."
+        codec: str | None = typer.Option(
+            None, help="Video encoding: " + SPEC_HELP + "; default av1, or with --resume the dataset's own."
         ),
     ) -> None:
         """Collect LIBERO demonstrations from the scripted experts (never the evaluation's init states)."""

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         stats: str = typer.Option(
             None,
             "--stats",
-            help="Normalisation statistics: a LeRobot dataset or dataset_stats.json [default: released].",
+            help="Normalisation statistics: a LeRobot dataset or dataset_stats.json (default: released).",
         ),
         task_config: str = typer.Option(
             None,
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option(
             None,
             "--preset",
-            help="wam preset for what the checkpoint does not say [default: the published model's].",
+            help="wam preset for what the checkpoint does not say (default: the published model's).",
         ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder in --out."),
     ) -> None:

@@ -100,8 +100,8 @@ def register(app: typer.Typer) -> None:
             None, "--image-size", help="Resize every camera to SxS (default: as recorded)."
         ),
         workers: int = typer.Option(2, help="Reader processes (0: read in this process)."),
-        codec: str = typer.Option(
-            None, help="Video encoding: " + SPEC_HELP + " [default: av1; with --resume, the dataset's own]."
+        codec: str | None = typer.Option(
+            None, help="Video encoding: " + SPEC_HELP + "; default av1, or with --resume the dataset's own."
         ),
         limit: int | None = typer.Option(None, help="Convert only the first N episodes."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted conversion."),

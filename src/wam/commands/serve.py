@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         max_message_mb: float = typer.Option(
             0.0,
             help="Largest request accepted, in MiB; larger ones are refused before they are read "
-            "[default: 32, or twice a float32 batch of 64 observations when that is more].",
+            "(default: 32, or twice a float32 batch of 64 observations when that is more).",
         ),
         allow_unseen_instructions: bool = typer.Option(
             False,

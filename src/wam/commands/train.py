@@ -139,7 +139,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         data: Annotated[
             str | None,
-            typer.Option(help="LeRobot dataset folder or hub repo id ORG/NAME[@REV] (resuming: the run's)."),
+            typer.Option(
+                help="LeRobot dataset folder or hub repo id ORG/NAME or ORG/NAME@REV (resuming: the run's)."
+            ),
         ] = None,
         revision: Annotated[
             str | None, typer.Option(help="Branch, tag (e.g. v3.0) or commit of a hub --data.")
