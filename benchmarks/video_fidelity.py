@@ -77,10 +77,21 @@ def render_pairs(task: str, seeds: int, steps: int, size: int) -> tuple[np.ndarr
     return np.stack(shown), np.stack(hidden)
 
 
+def marker_mask(shown: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """(N, H, W) bool: the pixels the goal marker changes."""
+    return np.abs(shown.astype(int) - hidden).max(axis=-1) > 0
+
+
+def marker_kept(frames: np.ndarray, shown: np.ndarray, hidden: np.ndarray) -> float:
+    """The fraction of the marker's contrast against its background that `frames` keep
+    (1: the marker as rendered; 0: its whole contrast lost)."""
+    mask = marker_mask(shown, hidden)
+    contrast = np.abs(shown.astype(float) - hidden)[mask].sum()
+    return float(1 - np.abs(frames.astype(float) - shown)[mask].sum() / contrast)
+
+
 def measure(spec: str, shown: np.ndarray, hidden: np.ndarray, repeats: int) -> dict[str, Any]:
     """The measures of one encoding spec, and the decoded frames (key "decoded")."""
-    mask = np.abs(shown.astype(int) - hidden).max(axis=-1) > 0  # (N, H, W) the marker's pixels
-    contrast = np.abs(shown.astype(float) - hidden)[mask].sum()
     encode_s, decode_s = [], []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "clip.mp4"
@@ -93,10 +104,10 @@ def measure(spec: str, shown: np.ndarray, hidden: np.ndarray, repeats: int) -> d
             decode_s.append(time.perf_counter() - start)
         size = path.stat().st_size
     err = decoded.astype(float) - shown
-    kept = 1 - np.abs(err)[mask].sum() / contrast  # 1: the marker as rendered; 0: its whole contrast lost
+    mask = marker_mask(shown, hidden)
     mse = float((err**2).mean())
     return {
-        "marker_kept": float(kept),
+        "marker_kept": marker_kept(decoded, shown, hidden),
         "marker_abs_err": float(np.abs(err)[mask].mean()),
         "psnr_db": float(10 * np.log10(255**2 / max(mse, 1e-12))),
         "bytes_per_frame": size / len(shown),
@@ -123,11 +134,9 @@ def measure_codec(codec_dir: str, shown: np.ndarray, hidden: np.ndarray) -> dict
         recon = codec.decode(z_shown)  # (N, 1, 3, H, W) in [0, 1]
     cells = (z_shown - z_hidden).pow(2).mean(dim=1).flatten(1)  # (N, F*h*w) mean square over channels
     recon = recon[:, 0].permute(0, 2, 3, 1).numpy() * 255.0  # (N, H, W, 3)
-    mask = np.abs(shown.astype(int) - hidden).max(axis=-1) > 0
-    contrast = np.abs(shown.astype(float) - hidden)[mask].sum()
     return {
         "latent_response": float(cells.amax(dim=1).sqrt().median()),
-        "recon_marker_kept": float(1 - np.abs(recon - shown)[mask].sum() / contrast),
+        "recon_marker_kept": marker_kept(recon, shown, hidden),
     }
 
 
@@ -174,7 +183,7 @@ def main() -> None:
     rows, codec_rows, pictures, marker_at = [], [], {}, {}
     for task in TASKS:
         shown, hidden = render_pairs(task, args.seeds, args.steps, args.image_size)
-        mask = np.abs(shown.astype(int) - hidden).max(axis=-1) > 0
+        mask = marker_mask(shown, hidden)
         index = int(mask.reshape(len(mask), -1).sum(1).argmax())
         ys, xs = np.nonzero(mask[index])
         marker_at[task] = (index, int(ys.mean()), int(xs.mean()))

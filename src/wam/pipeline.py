@@ -66,11 +66,10 @@ def ensure_dataset(
 ) -> Path:
     """Collect `episodes` expert demonstrations per task into `out` (resuming a partial collection),
     its videos encoded as `video` (a `wam.data.video.encoding_for` spec). A dataset recorded with
-    another encoding raises ValueError: its frames are not the ones asked for."""
+    another encoding raises ValueError (`LeRobotDatasetWriter.resume`): its frames are not the
+    ones asked for."""
     from wam.envs.collect import collect_metaworld
 
-    if (out / "meta" / "info.json").is_file():
-        _check_video_encoding(out, video)
     collect_metaworld(
         tasks=list(tasks),
         episodes_per_task=episodes,
@@ -82,18 +81,6 @@ def ensure_dataset(
         video_codec=video,
     )
     return out
-
-
-def _check_video_encoding(root: Path, video: str) -> None:
-    from wam.data.video import dataset_encoding, encoding_for, encoding_spec
-
-    info = read_json(root / "meta" / "info.json", fix="delete the dataset folder to collect it again")
-    have, wanted = encoding_spec(dataset_encoding(root, info)), encoding_spec(encoding_for(video))
-    if have != wanted:
-        raise ValueError(
-            f"{root} was recorded with video encoding {have}, not {wanted}: pass --video {have}, "
-            "or a new output folder."
-        )
 
 
 def ensure_codec(data_dir: Path, steps: int, image_size: int, progress: bool = True) -> Path:

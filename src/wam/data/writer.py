@@ -159,8 +159,8 @@ class LeRobotDatasetWriter:
         wanted = have if video_codec is None else encoding_spec(encoding_for(video_codec))
         if wanted != have:
             raise ValueError(
-                f"{root} was recorded with video encoding {have}, not {wanted}: resume it with "
-                f"--codec {have} (or without --codec), or start a new dataset."
+                f"{root} was recorded with video encoding {have}, not {wanted}: continue it with {have} "
+                "(or name no encoding), or start a new dataset."
             )
         return cls(root, info, encoding)
 
