@@ -22,8 +22,16 @@ import statistics
 import time
 from pathlib import Path
 
-from wam.compare import Entry, add_benchmark_arguments, compare, markdown_table, print_table
+from wam.compare import (
+    Entry,
+    add_benchmark_arguments,
+    compare,
+    markdown_table,
+    print_table,
+    with_cameras,
+)
 from wam.data.fsio import atomic_write, atomic_write_json, atomic_write_text
+from wam.envs.metaworld.tasks import resolve_cameras
 from wam.pipeline import ensure_codec, ensure_dataset
 
 RESULTS = Path(__file__).parent / "results"
@@ -124,17 +132,18 @@ def main() -> None:
     start = time.perf_counter()
     out, tasks = Path(args.out), args.tasks.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
+    cameras = resolve_cameras(args.cameras)
     if args.data:
         data = Path(args.data)
     else:
         data = ensure_dataset(
-            out / "data", tasks, args.episodes, args.image_size, [args.camera], args.workers, args.video
+            out / "data", tasks, args.episodes, args.image_size, cameras, args.workers, args.video
         )
     ensure_codec(data, args.codec_steps, args.image_size)
     per_seed = {}
     for seed in seeds:
         per_seed[seed] = compare(
-            list(ENTRIES),
+            with_cameras(list(ENTRIES), cameras),
             data,
             out / f"seed_{seed}",
             tasks,

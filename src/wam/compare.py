@@ -65,10 +65,22 @@ def add_benchmark_arguments(parser: Any, out: str, steps: int) -> None:
     parser.add_argument("--steps", type=int, default=steps, help="Training steps of every policy.")
     parser.add_argument("--codec-steps", type=int, default=1500)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--camera", default="corner2")
+    parser.add_argument(
+        "--cameras",
+        "--camera",
+        dest="cameras",
+        default="corner2",
+        help="Cameras recorded and read by every policy (comma list, tiled), e.g. corner2,corner.",
+    )
     parser.add_argument("--video", default="av1", help=f"Video encoding of the dataset: {SPEC_HELP}.")
     parser.add_argument("--jobs", type=int, default=2, help="Trainings run at once (one CPU thread each).")
     parser.add_argument("--workers", type=int, default=2, help="Simulator worker processes.")
+
+
+def with_cameras(entries: list[Entry], cameras: list[str]) -> list[Entry]:
+    """`entries`, each reading `cameras` (a benchmark's data has these and no other)."""
+    camera_set = f"policy.cameras={','.join(cameras)}"
+    return [Entry(e.name, e.preset, (camera_set, *e.overrides)) for e in entries]
 
 
 def exit_with_parent(poll_s: float = 1.0) -> None:

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from wam.compare import Entry, compare, markdown_table, plot_success_latency
+from wam.compare import (
+    Entry,
+    add_benchmark_arguments,
+    compare,
+    markdown_table,
+    plot_success_latency,
+    with_cameras,
+)
 from wam.pipeline import check_settings, checkpoint_stamp, ensure_codec, ensure_dataset, eval_cached
 
 
@@ -60,6 +67,24 @@ def test_compare_trains_evaluates_times_and_reports(dataset: Path, tmp_path: Pat
     assert list(fewer["rows"]) == ["chunk16"]
     with pytest.raises(ValueError, match="another config"):  # an entry's name reused for another config
         compare([Entry("chunk8", "baseline-tiny")], dataset, tmp_path, ["drawer-close-v3"], 1, 2, **kwargs)
+
+
+def test_every_entry_reads_the_benchmark_cameras() -> None:
+    """A benchmark recorded with other cameras than a preset's default trains every policy on them
+    (before, `--camera` changed only what was recorded, so training refused the data)."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_benchmark_arguments(parser, out="bench", steps=10)
+    assert parser.parse_args([]).cameras == "corner2"
+    assert parser.parse_args(["--camera", "topview"]).cameras == "topview"  # the old flag still works
+    cameras = parser.parse_args(["--cameras", "corner2,corner"]).cameras.split(",")
+    entries = [Entry("a", "lightwam-tiny"), Entry("b", "baseline-tiny", ("policy.chunk_size=8",))]
+    for entry in with_cameras(entries, cameras):
+        experiment = entry.experiment(steps=10, seed=0)
+        assert experiment.policy.cameras == ("corner2", "corner")
+    b = with_cameras(entries, cameras)[1].experiment(steps=10, seed=0)
+    assert b.policy.chunk_size == 8  # the entry's own overrides are kept
 
 
 def test_settings_guard_and_checkpoint_stamp(tmp_path: Path) -> None:
