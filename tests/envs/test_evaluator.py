@@ -112,3 +112,26 @@ def test_wrong_action_shape_is_reported() -> None:
 
     with pytest.raises(ValueError, match=r"three-dims returned actions shaped \(2, 3\), expected \(2, 4\)"):
         evaluate(ThreeDims(), tasks="reach-v3", episodes=2, workers=0, max_steps=5, progress=False)
+
+
+def test_progress_counts_frames_while_the_batch_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's episodes end together, after up to 500 steps: frames are counted as they are
+    simulated, not when episodes end (the bar read '3 frames/s' for minutes at ~50 real)."""
+    import wam.envs.evaluator as evaluator_mod
+    from wam.envs.progress import EpisodeProgress
+
+    calls: list[tuple[int, int]] = []
+
+    class Recording(EpisodeProgress):
+        def advance(self, episodes: int = 1, frames: int = 0, description: str | None = None) -> None:
+            calls.append((episodes, frames))
+            super().advance(episodes, frames, description)
+
+    monkeypatch.setattr(evaluator_mod, "EpisodeProgress", Recording)
+    results = evaluate(
+        RandomPolicy(seed=0), tasks="reach-v3", episodes=2, workers=0, max_steps=6, progress=False
+    )
+    steps = sum(results["tasks"]["reach-v3"]["episode_steps"])
+    first_end = next(i for i, (episodes, _) in enumerate(calls) if episodes)
+    assert sum(frames for _, frames in calls[:first_end]) > 0  # counted before any episode ended
+    assert sum(frames for _, frames in calls) == steps  # each simulated frame once

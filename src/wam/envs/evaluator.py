@@ -166,10 +166,13 @@ def _run_batch(
     image_keys: tuple[str, ...],
     on_episode_end: Callable[[int, EpisodeResult], None],
     action_dim: int,
+    on_frames: Callable[[int], None] = lambda n: None,
 ) -> list[EpisodeResult]:
     """Run the episodes of `starts` together until each succeeds or hits the horizon.
 
-    An episode whose action is not finite is stopped (see above); `on_episode_end(index, result)`.
+    An episode whose action is not finite is stopped (see above); `on_episode_end(index, result)`,
+    and `on_frames(n)` after each step of the n episodes still running (the batch's episodes end
+    together, so counting frames only as episodes end would show no progress for minutes).
     """
     size = len(starts)
     seeds = [start.seed for start in starts]
@@ -222,7 +225,9 @@ def _run_batch(
         calls = {
             w: (step_slots, ([(owner[i][1], actions[i], render[i]) for i in idx],)) for w, idx in live.items()
         }
-        for worker, step_list in pool.map(calls).items():
+        stepped = pool.map(calls)
+        on_frames(sum(len(idx) for idx in live.values()))
+        for worker, step_list in stepped.items():
             for i, (obs, _, success, done) in zip(live[worker], step_list, strict=True):
                 observations[i] = obs
                 results[i].steps += 1
@@ -305,20 +310,28 @@ def _evaluate_task(
     }
     todo = [s for s in starts if s.index not in kept]
     successes = [sum(ep.success for ep in kept.values())]
-    bar.advance(
-        len(kept), sum(ep.steps for ep in kept.values()), description=f"{spec.task} {successes[0]} ok"
-    )
+    bar.advance(len(kept), description=f"{spec.task} {successes[0]} ok")  # resumed: no frames simulated
 
     def on_end(index: int, ep: EpisodeResult) -> None:
         successes[0] += ep.success
-        bar.advance(1, ep.steps, description=f"{spec.task} {successes[0]} ok")
+        bar.advance(1, description=f"{spec.task} {successes[0]} ok")
         if journal is not None:
             journal.append(ep.record(spec.task, index, horizon))
 
     for lo in range(0, len(todo), cfg.effective_batch_size):
         batch_starts = todo[lo : lo + cfg.effective_batch_size]
         record = [s.index < cfg.videos_per_task for s in batch_starts]
-        batch = _run_batch(pool, policy, spec, batch_starts, record, image_keys, on_end, benchmark.action_dim)
+        batch = _run_batch(
+            pool,
+            policy,
+            spec,
+            batch_starts,
+            record,
+            image_keys,
+            on_end,
+            benchmark.action_dim,
+            on_frames=lambda n: bar.advance(0, n),
+        )
         if out is not None:
             _write_videos(out, spec.task, batch, batch_starts, benchmark.control_fps)
         for start, ep in zip(batch_starts, batch, strict=True):

@@ -58,7 +58,10 @@ class EpisodeProgress:
         return self
 
     def advance(self, episodes: int = 1, frames: int = 0, description: str | None = None) -> None:
-        """Count finished episodes and their frames; optionally change the description."""
+        """Count finished episodes and simulated frames; optionally change the description (kept
+        for later calls)."""
+        if description is not None:
+            self.description = description
         self.episodes += episodes
         self.frames += frames
         now = time.perf_counter()
