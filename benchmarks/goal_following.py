@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from wam.data.fsio import atomic_write_json, atomic_write_text
+from wam.envs.seeds import EVAL_SEED_START
 
 RESULTS = Path(__file__).parent / "results"
-FIRST_SEED = 100_000  # the evaluator's held-out seeds (`wam eval` episode k = seed 100000 + k)
 
 
 def follow(run: Path, task: str, episodes: int, steps: int) -> dict[str, Any]:
@@ -35,13 +35,13 @@ def follow(run: Path, task: str, episodes: int, steps: int) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     policy = load_policy(resolve_checkpoint(run), device="cpu")
-    cameras = tuple(policy.config.cameras)
-    env = MetaWorldEnv(task, cameras=cameras, image_size=policy.config.image_size or 64)
+    cameras = tuple(policy.cameras)  # what the evaluator renders for it, at its image size
+    env = MetaWorldEnv(task, cameras=cameras, image_size=int(policy.image_size))
     keys = [f"observation.images.{cam}" for cam in cameras]
     goals, finals, closest, successes = [], [], [], []
     for k in range(episodes):
         policy.reset()
-        obs = env.reset(FIRST_SEED + k)
+        obs = env.reset(EVAL_SEED_START + k)
         goal = obs["observation.environment_state"][-3:].astype(np.float64)  # (3,) the observable goal
         nearest, success = np.inf, False
         for _ in range(steps):
@@ -65,7 +65,7 @@ def follow(run: Path, task: str, episodes: int, steps: int) -> dict[str, Any]:
         "closest_cm_median": float(100 * np.median(closest)),
         "success": float(np.mean(successes)),
         "episodes": [
-            {"seed": FIRST_SEED + k, "goal": goals[k], "final_hand": finals[k], "closest_m": closest[k]}
+            {"seed": EVAL_SEED_START + k, "goal": goals[k], "final_hand": finals[k], "closest_m": closest[k]}
             for k in range(episodes)
         ],
     }

@@ -40,15 +40,15 @@ def goals_and_pixels(task: str, cameras: list[str], samples: int, size: int) -> 
     env = MetaWorldEnv(task, cameras=cameras, image_size=size)
     model, data, mujoco = env._env.model, env._env.data, env._mujoco
     ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, cam) for cam in cameras]
+    focals = [0.5 * size / np.tan(np.deg2rad(model.cam_fovy[cid]) / 2) for cid in ids]  # px
     goals, pixels = [], []
     for seed in range(samples):
         obs = env.reset(seed, render=False)
         goal = obs["observation.environment_state"][-3:].astype(np.float64)  # the observable goal
         goals.append(goal)
         row = []
-        for cid in ids:
+        for cid, focal in zip(ids, focals, strict=True):
             p = data.cam_xmat[cid].reshape(3, 3).T @ (goal - data.cam_xpos[cid])  # camera frame, -z ahead
-            focal = 0.5 * size / np.tan(np.deg2rad(model.cam_fovy[cid]) / 2)
             row.append(focal * p[:2] / -p[2])
         pixels.append(row)
     env.close()
@@ -65,7 +65,6 @@ def ambiguity(goals: np.ndarray, pixels: np.ndarray, radius: float, tolerance: f
     return {
         "ambiguous": float((alike & (apart > tolerance)).any(axis=1).mean()),
         "spread_cm_median": float(100 * np.median(spread)),
-        "goal_height_range_m": [float(goals[:, 2].min()), float(goals[:, 2].max())],
     }
 
 
@@ -112,8 +111,10 @@ def main() -> None:
     sets = [resolve_cameras(s) for s in args.sets.split(";")]
     every = sorted({cam for cams in sets for cam in cams})
     rows: dict[str, dict[str, Any]] = {}
+    heights: dict[str, list[float]] = {}  # each task's goal height range, m
     for task in tasks:
         goals, pixels = goals_and_pixels(task, every, args.samples, args.image_size)
+        heights[task] = [float(goals[:, 2].min()), float(goals[:, 2].max())]
         rows[task] = {}
         for cams in sets:
             seen = pixels[[every.index(cam) for cam in cams]]
@@ -128,12 +129,13 @@ def main() -> None:
         "image_size": args.image_size,
         "radius_px": args.radius,
         "tolerance_m": args.tolerance,
+        "goal_height_range_m": heights,
         "rows": rows,
     }
     lines = ["| task | goal height, m | " + " | ".join(n.replace(",", " + ") for n in names) + " |"]
     lines.append("|---|---|" + "---|" * len(names))
     for task in tasks:
-        low, high = rows[task][names[0]]["goal_height_range_m"]
+        low, high = heights[task]
         cells = [f"{r['ambiguous']:.0%} ({r['spread_cm_median']:.1f} cm)" for r in rows[task].values()]
         lines.append(f"| {task} | {low:.2f}-{high:.2f} | " + " | ".join(cells) + " |")
     title = (

@@ -68,7 +68,7 @@ class EpisodeProgress:
         elapsed = max(now - self._start, 1e-9)
         if self._plain and (now - self._last_line >= LOG_EVERY_S or self.episodes >= self.total):
             self._last_line = now
-            print(self.line(description, elapsed), file=sys.stderr, flush=True)
+            print(self.line(elapsed), file=sys.stderr, flush=True)
         if self._progress is None:
             return
         self._progress.update(
@@ -76,16 +76,16 @@ class EpisodeProgress:
             advance=episodes,
             eps=self.episodes / elapsed,
             fps=self.frames / elapsed,
-            description=description or self.description,
+            description=self.description,
         )
 
-    def line(self, description: str | None, elapsed: float) -> str:
+    def line(self, elapsed: float) -> str:
         """`collect: 12/90 episodes, 0.05 ep/s, 9 frames/s, 4:00 elapsed, ~26:00 left`."""
         rate = self.episodes / elapsed
         left = (self.total - self.episodes) / rate if rate > 0 else float("nan")
         left_text = _clock(left) if left == left else "?"
         return (
-            f"{description or self.description}: {self.episodes}/{self.total} episodes, {rate:.2f} ep/s, "
+            f"{self.description}: {self.episodes}/{self.total} episodes, {rate:.2f} ep/s, "
             f"{self.frames / elapsed:.0f} frames/s, {_clock(elapsed)} elapsed, ~{left_text} left"
         )
 
