@@ -250,3 +250,32 @@ def test_image_features_stored_in_parquet(lerobot_v3_root: Path, tmp_path: Path)
     for image, g in zip(item["observation.images.wrist"], (3, 4), strict=True):
         np.testing.assert_allclose(color_of(image), truth_color(g)[::-1], atol=1e-3)
     assert item["observation.images.wrist_is_pad"].tolist() == [False, False]
+
+
+def _decode_in_child(path: str, queue) -> None:
+    from wam.data.video import decode_all
+
+    queue.put(decode_all(Path(path))[0].sum(dtype=np.int64).item())
+
+
+@pytest.mark.parametrize("codec", ["h264", "libsvtav1"])
+def test_colour_conversion_does_not_cross_a_fork(tmp_path: Path, codec: str) -> None:
+    """PyAV caches a threaded swscale context per thread: a child forked after the parent converted
+    frames of the same size must not inherit it (it waited forever for the parent's threads)."""
+    import multiprocessing
+
+    from wam.data.video import decode_all, write_mp4
+
+    path = tmp_path / "clip.mp4"
+    rng = np.random.default_rng(0)
+    write_mp4(path, rng.integers(0, 255, (8, 64, 64, 3), dtype=np.uint8), fps=10, codec=codec)
+    expected = decode_all(path)[0].sum(dtype=np.int64).item()  # the parent converts: cache filled
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_decode_in_child, args=(str(path), queue))
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("a forked child hung converting a frame with its parent's swscale context")
+    assert child.exitcode == 0 and queue.get(timeout=5) == expected

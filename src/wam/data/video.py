@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import sys
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +50,12 @@ DEFAULT_TOLERANCE_S = 1e-4
 # sit in reference cycles, so they are freed by the garbage collector, possibly in a DataLoader
 # worker. Before any fork we therefore close the decoders kept open (`register_fork_closer`) and
 # collect the garbage, so that no decoder crosses a fork.
+# The same holds for the colour conversion: `frame.to_ndarray` reuses a per-thread
+# `VideoReformatter` whose swscale context runs slice threads (PyAV >= 14, FFmpeg >= 7), and a
+# forked child that converts a frame of the same size waits forever for threads it does not have
+# (a DataLoader worker forked after `wam` cached latents in the same process hung on its first
+# batch). The forking thread's reformatter, the only one a child inherits, is dropped before the
+# fork; the next conversion makes a new one.
 _fork_closers: weakref.WeakSet = weakref.WeakSet()
 _opened_any = False
 
@@ -63,7 +70,16 @@ def _before_fork() -> None:
         return
     for owner in list(_fork_closers):
         owner.close_decoders()
+    _drop_reformatter()
     gc.collect()
+
+
+def _drop_reformatter() -> None:
+    """Free this thread's cached PyAV reformatter (and its swscale threads) here, in the parent."""
+    frame_module = sys.modules.get("av.video.frame")
+    local = getattr(frame_module, "_thread_local", None)  # PyAV's per-thread reformatter cache
+    if local is not None and getattr(local, "reformatter", None) is not None:
+        local.reformatter = None
 
 
 os.register_at_fork(before=_before_fork)
