@@ -51,7 +51,7 @@ DEFAULT_TOLERANCE_S = 1e-4
 # worker. Before any fork we therefore close the decoders kept open (`register_fork_closer`) and
 # collect the garbage, so that no decoder crosses a fork.
 # The same holds for the colour conversion: `frame.to_ndarray` reuses a per-thread
-# `VideoReformatter` whose swscale context runs slice threads (PyAV >= 14, FFmpeg >= 7), and a
+# `VideoReformatter` whose swscale context runs slice threads (PyAV 18; 17 makes one per call), and a
 # forked child that converts a frame of the same size waits forever for threads it does not have
 # (a DataLoader worker forked after `wam` cached latents in the same process hung on its first
 # batch). The forking thread's reformatter, the only one a child inherits, is dropped before the
@@ -66,11 +66,11 @@ def register_fork_closer(owner: object) -> None:
 
 
 def _before_fork() -> None:
+    _drop_reformatter()  # also after conversions that did not go through `open_video`
     if not _opened_any:
         return
     for owner in list(_fork_closers):
         owner.close_decoders()
-    _drop_reformatter()
     gc.collect()
 
 
