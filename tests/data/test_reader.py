@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -192,6 +193,21 @@ def test_errors_are_one_line_and_actionable(lerobot_v3_root: Path, tmp_path: Pat
         LeRobotDataset(lerobot_v3_root, video_backend="torchcodec")
 
 
+def _run_forked(target, args: tuple, what: str) -> tuple[int, Any]:
+    """Run `target(*args, queue)` in a forked child; its exit code and the queue. A hang fails the test."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=target, args=(*args, queue))
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+        pytest.fail(f"a forked child hung {what}")
+    return child.exitcode, queue
+
+
 def _query_in_child(cache, path: str, queue) -> None:
     import gc
 
@@ -201,22 +217,13 @@ def _query_in_child(cache, path: str, queue) -> None:
 
 
 def test_decoders_do_not_cross_a_fork(lerobot_v3_root: Path) -> None:
-    import multiprocessing
-
     from wam.data.video_cache import VideoFrameCache
 
     path = str(lerobot_v3_root / f"videos/{CAMERA}/chunk-000/file-000.mp4")
     cache = VideoFrameCache(budget_bytes=0)  # seek mode: keeps a decoder open
     expected = int(cache.frames(path, [0.3])[0, 0, 0, 0])
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_query_in_child, args=(cache, path, queue))
-    child.start()
-    child.join(timeout=30)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("a forked child hung on a decoder inherited from its parent")
-    assert child.exitcode == 0 and queue.get(timeout=5) == expected
+    code, queue = _run_forked(_query_in_child, (cache, path), "on a decoder inherited from its parent")
+    assert code == 0 and queue.get(timeout=5) == expected
 
 
 def test_image_features_stored_in_parquet(lerobot_v3_root: Path, tmp_path: Path) -> None:
@@ -262,20 +269,11 @@ def _decode_in_child(path: str, queue) -> None:
 def test_colour_conversion_does_not_cross_a_fork(tmp_path: Path, codec: str) -> None:
     """PyAV caches a threaded swscale context per thread: a child forked after the parent converted
     frames of the same size must not inherit it (it waited forever for the parent's threads)."""
-    import multiprocessing
-
     from wam.data.video import decode_all, write_mp4
 
     path = tmp_path / "clip.mp4"
     rng = np.random.default_rng(0)
     write_mp4(path, rng.integers(0, 255, (8, 64, 64, 3), dtype=np.uint8), fps=10, codec=codec)
     expected = decode_all(path)[0].sum(dtype=np.int64).item()  # the parent converts: cache filled
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_decode_in_child, args=(str(path), queue))
-    child.start()
-    child.join(timeout=30)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("a forked child hung converting a frame with its parent's swscale context")
-    assert child.exitcode == 0 and queue.get(timeout=5) == expected
+    code, queue = _run_forked(_decode_in_child, (str(path),), "converting with its parent's swscale context")
+    assert code == 0 and queue.get(timeout=5) == expected
